@@ -1,0 +1,39 @@
+# -*- coding: utf-8 -*-
+# Copyright: deckhouse.platform contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/deckhouse.platform.dkp) in C(module_defaults) to set the connection options once.
+    support: full
+    membership:
+      - deckhouse.platform.dkp
+"""
+
+    CHECK_MODE_WRITE = r"""
+options: {}
+attributes:
+  check_mode:
+    description: Sends the write as a server-side dry run, so admission runs and nothing is stored.
+    support: full
+  diff_mode:
+    description: Shows spec, labels and annotations before and after; secrets are redacted.
+    support: full
+"""
+
+    READ_ONLY = r"""
+options: {}
+attributes:
+  check_mode:
+    description: Read-only; runs unchanged in check mode.
+    support: full
+  diff_mode:
+    description: Read-only; returns no diff.
+    support: none
+"""

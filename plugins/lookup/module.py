@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: deckhouse.platform contributors
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: module
+short_description: Read the status summary of DKP Modules
+version_added: 0.1.0
+description:
+  - Returns a summary of each named Module (phase, enabled, ready, source, version, weight, conditions),
+    the same fields as M(deckhouse.platform.module_info).
+  - A Module that does not exist gives O(default) (an empty dictionary when unset).
+author: deckhouse.platform developers
+options:
+  _terms:
+    description: Module names.
+    required: true
+    type: list
+    elements: str
+  default:
+    description: Value for a Module that does not exist.
+    type: raw
+extends_documentation_fragment:
+  - deckhouse.platform.connection
+"""
+
+EXAMPLES = r"""
+- name: Fail early when cert-manager is not ready
+  ansible.builtin.assert:
+    that: lookup('deckhouse.platform.module', 'cert-manager').ready
+    fail_msg: cert-manager is not Ready
+"""
+
+RETURN = r"""
+_raw:
+  description: One summary dictionary per term.
+  type: list
+  elements: dict
+"""
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import module_summary
+from ansible_collections.deckhouse.platform.plugins.plugin_utils.dkp_lookup import DkpLookupBase
+
+
+class LookupModule(DkpLookupBase):
+    def lookup_term(self, client, term):
+        obj = client.get("Module", term)
+        return module_summary(obj) if obj else None

@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright: deckhouse.platform contributors
+# Apache License 2.0 (see LICENSE)
+"""Shared base of the collection's lookup plugins (controller side)."""
+
+from __future__ import annotations
+
+import os
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import (
+    CONNECTION_ARG_SPEC,
+    DkpClient,
+    DkpError,
+)
+
+_MISSING = object()
+
+
+def connection_params(get_option):
+    """Connection options of a lookup with the same K8S_AUTH_* fallbacks as the modules."""
+    params = {}
+    for name, spec in CONNECTION_ARG_SPEC.items():
+        value = get_option(name)
+        if value is None and "fallback" in spec:
+            for var in spec["fallback"][1]:
+                if var in os.environ:
+                    value = os.environ[var]
+                    break
+            if isinstance(value, str) and spec.get("type") == "bool":
+                value = value.lower() in ("1", "true", "yes", "on")
+            if isinstance(value, str) and spec.get("type") == "list":
+                value = [v.strip() for v in value.split(",") if v.strip()]
+        params[name] = value if value is not None else spec.get("default")
+    return params
+
+
+class DkpLookupBase(LookupBase):
+    """run() resolves options, builds one client for all terms and turns DkpError into a lookup error."""
+
+    def lookup_term(self, client, term):
+        raise NotImplementedError
+
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        default = self.get_option("default") if self.has_option("default") else None
+        try:
+            client = DkpClient(connection_params(self.get_option))
+            results = []
+            for term in terms or [None]:
+                value = self.lookup_term(client, term)
+                results.append(value if value is not None else (default if default is not None else {}))
+            return results
+        except DkpError as e:
+            raise AnsibleLookupError(e.msg)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_client as c
+
+
+def test_retry_policy_is_bounded_and_selective():
+    p = c.RetryPolicy(attempts=3, base=0.1, cap=1)
+    assert p.should_retry(0, status=429) and p.should_retry(1, status=503)
+    assert not p.should_retry(2, status=503), "the third attempt is the last"
+    assert not p.should_retry(0, status=409), "409 is re-read by the caller, not blindly retried"
+    assert not p.should_retry(0, status=400)
+    assert p.should_retry(0, connection_error=True)
+    assert all(0 < p.delay(n) <= 1 for n in range(10))
+    assert p.delay(0, retry_after="3") == 1, "Retry-After is honoured but capped"
+
+
+def test_kubeconfig_secret_values():
+    kc = {"users": [{"name": "u", "user": {"token": "T0K", "client-key-data": "KEY"}}],
+          "clusters": [{"cluster": {"server": "https://x", "certificate-authority-data": "CA"}}]}
+    assert sorted(c.kubeconfig_secret_values(kc)) == ["KEY", "T0K"]
+    assert c.kubeconfig_secret_values("/path/to/kubeconfig") == []
+
+
+def test_kind_paths_need_no_discovery():
+    assert c.KINDS["ModuleConfig"].path("cert-manager") == "/apis/deckhouse.io/v1alpha1/moduleconfigs/cert-manager"
+    assert c.KINDS["ModuleUpdatePolicy"].path() == "/apis/deckhouse.io/v1alpha2/moduleupdatepolicies"
+    assert c.KINDS["Secret"].path("registry-state", "d8-system") == "/api/v1/namespaces/d8-system/secrets/registry-state"
+    assert c.KINDS["Pod"].path("p", "ns", "exec") == "/api/v1/namespaces/ns/pods/p/exec"
+
+
+def test_connection_spec_matches_kubernetes_core_names():
+    expected = {"kubeconfig", "context", "host", "api_key", "username", "password", "validate_certs", "ca_cert",
+                "client_cert", "client_key", "proxy", "no_proxy", "proxy_headers", "persist_config",
+                "impersonate_user", "impersonate_groups"}
+    assert expected <= set(c.CONNECTION_ARG_SPEC)
+    assert c.CONNECTION_ARG_SPEC["kubeconfig"]["fallback"][1] == ["K8S_AUTH_KUBECONFIG"]
+    assert c.CONNECTION_ARG_SPEC["validate_certs"]["aliases"] == ["verify_ssl"]
