@@ -9,7 +9,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 KWOK_VERSION=v0.8.0
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=readonly
 
 k8s_version=$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/tools/go.mod")
 key=$( { cat "$here/tools/go.mod" "$here/tools/go.sum"; go version; echo "kwok $KWOK_VERSION"; } | sha256sum | cut -c1-16)
@@ -50,7 +50,7 @@ build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 if [ ! -x "$tmp/kwok" ]; then
   echo "building kwok $KWOK_VERSION" >&2
   t0=$SECONDS
-  GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
+  GOFLAGS= GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
   echo "built kwok in $((SECONDS - t0)) s" >&2
 fi
 case " ${wanted[*]} " in *" kubectl "*) build kubectl k8s.io/kubernetes/cmd/kubectl ;; esac
