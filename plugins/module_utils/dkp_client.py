@@ -22,14 +22,22 @@ from ansible.module_utils.basic import env_fallback
 
 try:
     import urllib3
-    from kubernetes import client as k8s_client
-    from kubernetes import config as k8s_config
+    import yaml
 
     HAS_KUBERNETES = True
     KUBERNETES_IMPORT_ERROR = None
 except ImportError as e:  # pragma: no cover - reported by the module
     HAS_KUBERNETES = False
     KUBERNETES_IMPORT_ERROR = e
+
+try:  # the kubernetes client is imported only when a kubeconfig needs it (see _Connection)
+    import importlib.util
+
+    if importlib.util.find_spec("kubernetes") is None:
+        HAS_KUBERNETES = False
+        KUBERNETES_IMPORT_ERROR = ImportError("No module named 'kubernetes'")
+except (ImportError, ValueError):  # pragma: no cover
+    pass
 
 FIELD_MANAGER = "deckhouse.platform"
 NO_LOG_MARKER = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
@@ -172,64 +180,213 @@ def kubeconfig_secret_values(kubeconfig):
     return found
 
 
-def _load_configuration(params):
-    """Build a kubernetes Configuration with kubernetes.core's precedence rules."""
+class _Connection:
+    """Where and how to reach the API server: TLS material, credentials, proxy.
+
+    Plain kubeconfigs (token, token file, client certificate, basic auth) and in-cluster credentials are
+    read here directly: importing the kubernetes client costs about 0.3 s per task, more than the rest of
+    a typical task. Kubeconfigs that need the client's machinery (exec credential plugins, auth-provider
+    such as OIDC, several merged files, persist_config) are loaded through kubernetes.config instead.
+    """
+
+    def __init__(self):
+        self.host = None
+        self.verify = True
+        self.ca_file = None
+        self.ca_data = None
+        self.cert_file = None
+        self.key_file = None
+        self.token = None
+        self.basic = None
+        self.proxy = None
+        self.no_proxy = None
+        self.proxy_headers = None
+        self.tls_server_name = None
+        self.k8s_configuration = None  # set when kubernetes.config did the loading
+
+    def authorization(self):
+        if self.k8s_configuration is not None:  # tokens from exec plugins / OIDC may be refreshed
+            token = self.k8s_configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+            if token:
+                return token
+        if self.token:
+            return "Bearer " + self.token
+        if self.basic:
+            return urllib3.util.make_headers(basic_auth="%s:%s" % self.basic)["authorization"]
+        return None
+
+
+_TEMP_FILES = []
+
+
+def _data_file(b64data, suffix):
+    """Write base64 kubeconfig data (a certificate or key) to a private temporary file."""
+    import atexit
+    import base64
+    import tempfile
+
+    fd, path = tempfile.mkstemp(prefix="dkp-", suffix=suffix)
+    with os.fdopen(fd, "wb") as f:
+        f.write(base64.b64decode(b64data))
+    if not _TEMP_FILES:
+        atexit.register(lambda: [os.path.exists(p) and os.unlink(p) for p in _TEMP_FILES])
+    _TEMP_FILES.append(path)
+    return path
+
+
+def _named(items, name):
+    for item in items or []:
+        if item.get("name") == name:
+            return item
+    return None
+
+
+def _from_kubeconfig_dict(conn, kc, context, base_dir):
+    """Fill `conn` from a parsed kubeconfig; False when the user needs kubernetes.config."""
+    ctx_name = context or kc.get("current-context")
+    ctx = _named(kc.get("contexts"), ctx_name)
+    if ctx is None:
+        raise DkpError("kubeconfig has no context %r: set `context` to one of %s"
+                       % (ctx_name, ", ".join(c.get("name", "?") for c in kc.get("contexts") or []) or "(none)"))
+    ctx = ctx.get("context") or {}
+    cluster = (_named(kc.get("clusters"), ctx.get("cluster")) or {}).get("cluster") or {}
+    user = (_named(kc.get("users"), ctx.get("user")) or {}).get("user") or {}
+    if user.get("exec") or user.get("auth-provider"):
+        return False
+
+    def path(value):
+        return value if os.path.isabs(value) else os.path.join(base_dir, value)
+
+    conn.host = cluster.get("server")
+    if not conn.host:
+        raise DkpError("kubeconfig cluster %r has no server address" % ctx.get("cluster"))
+    conn.verify = not cluster.get("insecure-skip-tls-verify", False)
+    if cluster.get("certificate-authority-data"):
+        conn.ca_file = _data_file(cluster["certificate-authority-data"], ".crt")
+    elif cluster.get("certificate-authority"):
+        conn.ca_file = path(cluster["certificate-authority"])
+    conn.tls_server_name = cluster.get("tls-server-name")
+    conn.proxy = cluster.get("proxy-url")
+    if user.get("client-certificate-data"):
+        conn.cert_file = _data_file(user["client-certificate-data"], ".crt")
+    elif user.get("client-certificate"):
+        conn.cert_file = path(user["client-certificate"])
+    if user.get("client-key-data"):
+        conn.key_file = _data_file(user["client-key-data"], ".key")
+    elif user.get("client-key"):
+        conn.key_file = path(user["client-key"])
+    if user.get("token"):
+        conn.token = user["token"]
+    elif user.get("tokenFile"):
+        with open(path(user["tokenFile"])) as f:
+            conn.token = f.read().strip()
+    if user.get("username") and user.get("password"):
+        conn.basic = (user["username"], user["password"])
+    return True
+
+
+def _with_kubernetes_config(conn, kubeconfig, context, persist):
+    """Load through kubernetes.config (exec plugins, OIDC, merged files) and copy what we use."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
     cfg = k8s_client.Configuration()
-    kubeconfig = params.get("kubeconfig")
-    context = params.get("context")
-    persist = bool(params.get("persist_config"))
-    host = params.get("host")
-    has_direct_auth = host and (params.get("api_key") or (params.get("username") and params.get("password"))
-                                or (params.get("client_cert") and params.get("client_key")))
     try:
         if isinstance(kubeconfig, dict):
             k8s_config.load_kube_config_from_dict(kubeconfig, context=context, client_configuration=cfg,
                                                   persist_config=persist)
-        elif kubeconfig:
-            paths = os.path.expanduser(str(kubeconfig))
-            for path in paths.split(os.pathsep):
-                if not os.path.exists(path):
-                    raise DkpError("kubeconfig %s does not exist: set `kubeconfig` (or K8S_AUTH_KUBECONFIG) to a "
-                                   "readable kubeconfig file" % path)
-            k8s_config.load_kube_config(config_file=paths, context=context, client_configuration=cfg,
+        else:
+            k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg,
                                         persist_config=persist)
-        elif not has_direct_auth:
-            try:
-                k8s_config.load_incluster_config(client_configuration=cfg)
-            except k8s_config.ConfigException:
-                default = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
-                if not host and not os.path.exists(default):
-                    raise DkpError("No cluster to talk to: set `kubeconfig` (or K8S_AUTH_KUBECONFIG), or `host` with "
-                                   "credentials, or run inside a pod")
-                if os.path.exists(default):
-                    k8s_config.load_kube_config(context=context, client_configuration=cfg, persist_config=persist)
     except k8s_config.ConfigException as e:
         raise DkpError("Cannot load the kubeconfig: %s" % e)
+    conn.host = cfg.host
+    conn.verify = cfg.verify_ssl
+    conn.ca_file = cfg.ssl_ca_cert
+    conn.cert_file = cfg.cert_file
+    conn.key_file = cfg.key_file
+    conn.proxy = cfg.proxy
+    conn.k8s_configuration = cfg
+    if cfg.username and cfg.password:
+        conn.basic = (cfg.username, cfg.password)
+
+
+def _load_connection(params):
+    """Resolve the connection with kubernetes.core's precedence: explicit parameters beat the kubeconfig;
+    `host` with credentials needs no kubeconfig; otherwise in-cluster, then ~/.kube/config."""
+    conn = _Connection()
+    kubeconfig = params.get("kubeconfig")
+    context = params.get("context")
+    persist = bool(params.get("persist_config"))
+    host = params.get("host")
+    direct = host and (params.get("api_key") or (params.get("username") and params.get("password"))
+                       or (params.get("client_cert") and params.get("client_key")))
+    if not kubeconfig and not direct:
+        token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(token_file):
+            with open(token_file) as f:
+                conn.token = f.read().strip()
+            conn.host = "https://%s:%s" % (os.environ["KUBERNETES_SERVICE_HOST"],
+                                           os.environ.get("KUBERNETES_SERVICE_PORT", "443"))
+            conn.ca_file = os.path.join(os.path.dirname(token_file), "ca.crt")
+        elif not host:
+            kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if kubeconfig:
+        if isinstance(kubeconfig, dict):
+            if persist or not _from_kubeconfig_dict(conn, kubeconfig, context, os.getcwd()):
+                _with_kubernetes_config(conn, kubeconfig, context, persist)
+        else:
+            paths = [os.path.expanduser(p) for p in str(kubeconfig).split(os.pathsep) if p]
+            for path in paths:
+                if not os.path.exists(path):
+                    raise DkpError("kubeconfig %s does not exist: set `kubeconfig` (or K8S_AUTH_KUBECONFIG) to a "
+                                   "readable kubeconfig file, or `host` with credentials" % path)
+            parsed = None
+            if len(paths) == 1 and not persist:
+                try:
+                    with open(paths[0]) as f:
+                        parsed = yaml.safe_load(f) or {}
+                except (OSError, yaml.YAMLError) as e:
+                    raise DkpError("Cannot read the kubeconfig %s: %s" % (paths[0], e))
+            if parsed is None or not _from_kubeconfig_dict(conn, parsed, context, os.path.dirname(paths[0])):
+                _with_kubernetes_config(conn, os.pathsep.join(paths), context, persist)
     if host:
-        cfg.host = host.rstrip("/")
+        conn.host = host
+    if not conn.host:
+        raise DkpError("No cluster to talk to: set `kubeconfig` (or K8S_AUTH_KUBECONFIG), or `host` with "
+                       "credentials, or run inside a pod")
+    conn.host = conn.host.rstrip("/")
     if params.get("api_key"):
-        cfg.api_key = {"authorization": "Bearer " + params["api_key"]}
-        cfg.api_key_prefix = {}
-    if params.get("username"):
-        cfg.username = params["username"]
-    if params.get("password"):
-        cfg.password = params["password"]
+        conn.token = params["api_key"]
+        conn.k8s_configuration = None
+    if params.get("username") and params.get("password"):
+        conn.basic = (params["username"], params["password"])
     if params.get("validate_certs") is not None:
-        cfg.verify_ssl = params["validate_certs"]
+        conn.verify = params["validate_certs"]
     if params.get("ca_cert"):
-        cfg.ssl_ca_cert = params["ca_cert"]
+        conn.ca_file = params["ca_cert"]
     if params.get("client_cert"):
-        cfg.cert_file = params["client_cert"]
+        conn.cert_file = params["client_cert"]
     if params.get("client_key"):
-        cfg.key_file = params["client_key"]
+        conn.key_file = params["client_key"]
     if params.get("proxy"):
-        cfg.proxy = params["proxy"]
+        conn.proxy = params["proxy"]
     if params.get("no_proxy"):
-        cfg.no_proxy = params["no_proxy"]
+        conn.no_proxy = params["no_proxy"]
     if params.get("proxy_headers"):
-        headers = {k: v for k, v in params["proxy_headers"].items() if v}
-        cfg.proxy_headers = urllib3.util.make_headers(**headers)
-    return cfg
+        conn.proxy_headers = urllib3.util.make_headers(**{k: v for k, v in params["proxy_headers"].items() if v})
+    return conn
+
+
+def _bypasses_proxy(host, no_proxy):
+    from urllib.parse import urlsplit
+
+    hostname = urlsplit(host).hostname or ""
+    for entry in (no_proxy or "").split(","):
+        entry = entry.strip().lstrip(".")
+        if entry and (entry == "*" or hostname == entry or hostname.endswith("." + entry)):
+            return True
+    return False
 
 
 class DkpClient:
@@ -237,30 +394,31 @@ class DkpClient:
 
     def __init__(self, params, retry=None):
         if not HAS_KUBERNETES:
-            raise DkpError("The kubernetes Python library is required (pip install kubernetes): %s"
+            raise DkpError("The kubernetes and PyYAML Python libraries are required (pip install kubernetes): %s"
                            % KUBERNETES_IMPORT_ERROR)
         self.params = params
         self.timeout = float(params.get("request_timeout") or 30.0)
         self.retry = retry or RetryPolicy()
-        self.configuration = _load_configuration(params)
-        self.host = self.configuration.host
-        self._api_client = None
+        self.conn = _load_connection(params)
+        self.host = self.conn.host
         self._pool = None
 
     # -- plumbing -------------------------------------------------------------------------------
 
     @property
-    def api_client(self):
-        if self._api_client is None:
-            self._api_client = k8s_client.ApiClient(self.configuration)
-            if self.params.get("impersonate_user"):
-                self._api_client.set_default_header("Impersonate-User", self.params["impersonate_user"])
-        return self._api_client
-
-    @property
     def pool(self):
         if self._pool is None:
-            self._pool = self.api_client.rest_client.pool_manager
+            c = self.conn
+            tls = dict(cert_reqs="CERT_REQUIRED" if c.verify else "CERT_NONE", ca_certs=c.ca_file,
+                       cert_file=c.cert_file, key_file=c.key_file, maxsize=4)
+            if c.tls_server_name:
+                tls["server_hostname"] = c.tls_server_name
+            if not c.verify:
+                urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            if c.proxy and not _bypasses_proxy(c.host, c.no_proxy):
+                self._pool = urllib3.ProxyManager(c.proxy, proxy_headers=c.proxy_headers, **tls)
+            else:
+                self._pool = urllib3.PoolManager(**tls)
         return self._pool
 
     def _headers(self, content_type=None):
@@ -269,11 +427,9 @@ class DkpClient:
         headers["User-Agent"] = "deckhouse.platform"
         if content_type:
             headers["Content-Type"] = content_type
-        token = self.configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
-        if token:
-            headers["Authorization"] = token
-        elif self.configuration.username and self.configuration.password:
-            headers["Authorization"] = self.configuration.get_basic_auth_token()
+        auth = self.conn.authorization()
+        if auth:
+            headers["Authorization"] = auth
         if self.params.get("impersonate_user"):
             headers["Impersonate-User"] = self.params["impersonate_user"]
         for group in self.params.get("impersonate_groups") or []:
@@ -411,10 +567,11 @@ class DkpClient:
 
     def exec_in_pod(self, namespace, pod, container, command, timeout=None):
         """Run a command in a pod; (rc, stdout, stderr). Raises DkpError when exec is refused."""
+        from kubernetes import client as k8s_client
         from kubernetes.client.rest import ApiException
         from kubernetes.stream import stream as k8s_stream
 
-        api = k8s_client.CoreV1Api(self.api_client)
+        api = k8s_client.CoreV1Api(self._kubernetes_api_client())
         try:
             ws = k8s_stream(api.connect_get_namespaced_pod_exec, pod, namespace, container=container,
                             command=command, stdout=True, stderr=True, stdin=False, tty=False,
@@ -449,6 +606,32 @@ class DkpClient:
         if timed_out:
             raise DkpError("exec into pod %s/%s timed out after %ss" % (namespace, pod, timeout or self.timeout))
         return rc, "".join(stdout), "".join(stderr)
+
+    def _kubernetes_api_client(self):
+        """A kubernetes ApiClient with this connection (pod exec needs the client's websocket support)."""
+        from kubernetes import client as k8s_client
+
+        c = self.conn
+        cfg = c.k8s_configuration or k8s_client.Configuration()
+        cfg.host = c.host
+        cfg.verify_ssl = c.verify
+        cfg.ssl_ca_cert = c.ca_file
+        cfg.cert_file = c.cert_file
+        cfg.key_file = c.key_file
+        cfg.proxy = c.proxy if c.proxy and not _bypasses_proxy(c.host, c.no_proxy) else None
+        cfg.proxy_headers = c.proxy_headers
+        if c.tls_server_name:
+            cfg.tls_server_name = c.tls_server_name
+        api_client = k8s_client.ApiClient(cfg)
+        auth = c.authorization()
+        if auth:
+            api_client.set_default_header("Authorization", auth)
+        if self.params.get("impersonate_user"):
+            api_client.set_default_header("Impersonate-User", self.params["impersonate_user"])
+        groups = self.params.get("impersonate_groups") or []
+        if groups:  # the websocket client sends one header per key; DKP reads only the user for exec RBAC
+            api_client.set_default_header("Impersonate-Group", groups[0])
+        return api_client
 
 
 def _decode(data):

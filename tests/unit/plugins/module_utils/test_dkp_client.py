@@ -35,3 +35,53 @@ def test_connection_spec_matches_kubernetes_core_names():
     assert expected <= set(c.CONNECTION_ARG_SPEC)
     assert c.CONNECTION_ARG_SPEC["kubeconfig"]["fallback"][1] == ["K8S_AUTH_KUBECONFIG"]
     assert c.CONNECTION_ARG_SPEC["validate_certs"]["aliases"] == ["verify_ssl"]
+
+
+def _kc(user, context="ctx"):
+    return {"current-context": "ctx",
+            "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+            "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:6443/",
+                                                   "certificate-authority": "ca.crt"}}],
+            "users": [{"name": "u", "user": user}]}
+
+
+def test_plain_kubeconfig_is_read_without_the_kubernetes_client(tmp_path):
+    (tmp_path / "tok").write_text("T0KEN\n")
+    conn = c._Connection()
+    assert c._from_kubeconfig_dict(conn, _kc({"tokenFile": "tok"}), None, str(tmp_path)) is True
+    assert conn.host == "https://127.0.0.1:6443/"
+    assert conn.ca_file == str(tmp_path / "ca.crt"), "relative paths are relative to the kubeconfig"
+    assert conn.authorization() == "Bearer T0KEN"
+
+
+def test_exec_and_auth_provider_users_go_through_kubernetes_config():
+    assert c._from_kubeconfig_dict(c._Connection(), _kc({"exec": {"command": "x"}}), None, "/") is False
+    assert c._from_kubeconfig_dict(c._Connection(), _kc({"auth-provider": {"name": "oidc"}}), None, "/") is False
+
+
+def test_unknown_context_names_the_known_ones():
+    import pytest
+    with pytest.raises(c.DkpError, match="no context 'other'.*ctx"):
+        c._from_kubeconfig_dict(c._Connection(), _kc({"token": "x"}), "other", "/")
+
+
+def test_explicit_parameters_beat_the_kubeconfig(tmp_path):
+    kc = tmp_path / "config"
+    import yaml
+    kc.write_text(yaml.safe_dump(_kc({"token": "from-file"})))
+    conn = c._load_connection({"kubeconfig": str(kc), "api_key": "from-param", "host": "https://other:443",
+                               "validate_certs": False})
+    assert conn.host == "https://other:443"
+    assert conn.authorization() == "Bearer from-param"
+    assert conn.verify is False
+
+
+def test_missing_kubeconfig_is_a_clear_error(tmp_path):
+    import pytest
+    with pytest.raises(c.DkpError, match="does not exist"):
+        c._load_connection({"kubeconfig": str(tmp_path / "nope")})
+
+
+def test_no_proxy_matching():
+    assert c._bypasses_proxy("https://api.cluster.local:6443", "localhost,.cluster.local")
+    assert not c._bypasses_proxy("https://api.example.com", "cluster.local")
