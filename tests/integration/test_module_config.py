@@ -8,12 +8,13 @@ import json
 import pytest
 
 from ansible_run import run_playbook, run_tasks
+from dkp_audit import our_writes
 
 MC = "deckhouse.platform.module_config"
 
 
-def mc_task(name="set", **params):
-    return {"name": name, MC: params, "register": "out"}
+def mc_task(task_name="set", **params):
+    return {"name": task_name, MC: params, "register": "out"}
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_concurrent_writers_of_different_settings_both_survive(kc, api, promethe
     # Two ansible-playbook processes each write their own keys many times at once; every write is a
     # resourceVersion-guarded patch, so a lost update would show up as a missing key.
     def writer(prefix):
-        tasks = [mc_task(name="%s-%d" % (prefix, i), **{"name": prometheus_mc, "settings": {"auth": {"%s%d" % (prefix, i): i}}})
+        tasks = [mc_task("%s-%d" % (prefix, i), name=prometheus_mc, settings={"auth": {"%s%d" % (prefix, i): i}})
                  for i in range(6)]
         return run_tasks(kc, tasks)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -113,7 +114,7 @@ def test_check_mode_writes_nothing_and_runs_admission(kc, api, dkp_cluster, prom
     assert result["changed"] is True
     assert result["config"]["spec"]["settings"] == {"retentionDays": 3}, "check mode returns the dry-run object"
     assert get_mc(api, prometheus_mc) is None
-    writes = dkp_cluster.writes_since(mark, resource="moduleconfigs")
+    writes = our_writes(dkp_cluster, mark, resource="moduleconfigs")
     assert writes, "the dry-run request must reach the apiserver"
     assert all(w.dry_run for w in writes), writes
     # admission runs in check mode too: the webhook rejects settings the module's schema does not allow
@@ -156,7 +157,7 @@ def test_disabling_a_confirmed_module_needs_allow_disabling(kc, api, dkp_cluster
     assert run.rc != 0
     msg = run.task("set")["msg"]
     assert "allow_disabling" in msg and "cni-cilium" in msg
-    assert not [w for w in dkp_cluster.writes_since(mark, resource="moduleconfigs") if not w.dry_run]
+    assert not [w for w in our_writes(dkp_cluster, mark, resource="moduleconfigs") if not w.dry_run]
     try:
         run = run_tasks(kc, [mc_task(name="cni-cilium", enabled=False, allow_disabling=True)], check=True)
         assert run.rc == 0, run.output
@@ -185,7 +186,7 @@ def test_bad_input_fails_before_any_write(kc, dkp_cluster, api, prometheus_mc, p
     run = run_tasks(kc, [mc_task(**params)])
     assert run.rc != 0
     assert needle in run.task("set")["msg"], run.task("set")
-    assert dkp_cluster.writes_since(mark, resource="moduleconfigs") == []
+    assert our_writes(dkp_cluster, mark) == []
 
 
 def test_unknown_module_wait_fails_with_the_status_message(kc, api):

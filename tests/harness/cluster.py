@@ -1,0 +1,1191 @@
+#!/usr/bin/env python3
+"""The local DKP test cluster: etcd, kube-apiserver, kube-controller-manager, kwok and
+the Deckhouse simulator, all on 127.0.0.1 with free ports.
+
+    python tests/harness/cluster.py up|down|status [--dir .local/cluster] [--bin-dir DIR]
+
+Python API (for tests): ``up(dir) -> ClusterInfo``, ``down(dir)``, ``running(dir)``,
+``info(dir)``.
+
+Layout of the cluster folder (default ``<repo>/.local/cluster``):
+
+    pids.json       processes started (written as each one starts, read by ``down``)
+    kubeconfig      admin (O=system:masters) client certificate, embedded data
+    *.kubeconfig    kube-controller-manager's and kwok's own identities (for the audit log)
+    audit.log       API audit log: one JSON line per write request (Metadata level)
+    logs/<name>.log output of each process
+    pki/            throwaway CA, serving and client certificates, service account keys
+    kwok.yaml       kwok stages and the ClusterExec configuration
+    shim/curl       first on kwok's PATH: sends 127.0.0.1:9652 to the simulator
+    exec/           working directory of commands run by ``kubectl exec`` in kwok pods
+    simulator.json  written by the simulator when it is ready
+
+Binaries: ``--bin-dir`` if given; otherwise the folder printed by
+``tests/k8s/build_bins.sh`` (fast when its cache is warm), except that kube-apiserver
+and etcd come from ``$KUBEBUILDER_ASSETS`` when that folder holds both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import http.client
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HARNESS = REPO / "tests" / "harness"
+DEFAULT_DIR = REPO / ".local" / "cluster"
+CRD_DIR = HARNESS / "crds"
+ADMISSION_DIR = HARNESS / "admission"
+AUDIT_POLICY = HARNESS / "audit-policy.yaml"
+BUILD_SCRIPT = REPO / "tests" / "k8s" / "build_bins.sh"
+
+# The kwok node every Deckhouse pod of the simulator runs on.
+NODE_NAME = "master-0"
+# Namespaces whose pods accept `exec` (run on this host, in <dir>/exec, by kwok).
+EXEC_NAMESPACES = ("d8-system", "dkp-exec")
+# Deckhouse's debug API port inside the real deckhouse container.
+DECKHOUSE_DEBUG_ADDR = "127.0.0.1:9652"
+FACTS_CONFIGMAP = ("d8-system", "d8-cluster-facts")
+SERVICE_CIDR = "10.222.0.0/16"
+SERVICE_IP = "10.222.0.1"
+
+READY_TIMEOUT = 60.0
+SIMULATOR_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+# Processes started by this Python process, so that `down` can reap them (no zombies).
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+@dataclass
+class ClusterInfo:
+    dir: Path
+    kubeconfig: Path
+    server: str
+    audit_log: Path
+    bin_dir: Path | None = None
+    startup_seconds: float | None = None
+    simulator: dict | None = None
+    ports: dict = field(default_factory=dict)
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.audit_log
+
+
+# --------------------------------------------------------------------------- utilities
+
+
+def _dir(d: str | os.PathLike | None) -> Path:
+    return Path(d).resolve() if d else DEFAULT_DIR
+
+
+def _log(msg: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    socks = []
+    try:
+        while len(ports) < n:  # hold them open together so they differ
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def _proc_start_time(pid: int) -> str | None:
+    """Start time of a process in clock ticks since boot (guards against PID reuse)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: split after the last ')'.
+    rest = data[data.rfind(")") + 2:].split()
+    if len(rest) < 20 or rest[0] == "Z":
+        return None
+    return rest[19]
+
+
+def _alive(entry: dict) -> bool:
+    st = _proc_start_time(entry["pid"])
+    return st is not None and st == entry.get("start_time")
+
+
+# --------------------------------------------------------------------------- binaries
+
+
+def find_binaries(bin_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Paths of etcd, kube-apiserver, kube-controller-manager, kwok and kubectl."""
+    names = ("etcd", "kube-apiserver", "kube-controller-manager", "kwok")
+    if bin_dir:
+        base = Path(bin_dir).resolve()
+    else:
+        base = Path(build_bins())
+    bins = {n: base / n for n in names}
+    assets = os.environ.get("KUBEBUILDER_ASSETS")
+    if assets and not bin_dir:
+        a = Path(assets)
+        if (a / "kube-apiserver").is_file() and (a / "etcd").is_file():
+            bins["kube-apiserver"] = a / "kube-apiserver"
+            bins["etcd"] = a / "etcd"
+    missing = [str(p) for p in bins.values() if not os.access(p, os.X_OK)]
+    if missing:
+        raise ClusterError("missing binaries: " + ", ".join(missing))
+    kubectl = shutil.which("kubectl") or str(base / "kubectl")
+    bins["kubectl"] = Path(kubectl)
+    bins["_dir"] = base
+    return bins
+
+
+def build_bins() -> str:
+    """Run tests/k8s/build_bins.sh (exits at once with a warm cache) and return its folder."""
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise ClusterError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    if not lines:
+        raise ClusterError(f"{BUILD_SCRIPT} printed no folder")
+    return lines[-1].strip()
+
+
+def k8s_version() -> str:
+    gomod = REPO / "tests" / "k8s" / "tools" / "go.mod"
+    try:
+        for line in gomod.read_text().splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "k8s.io/kubernetes":
+                return parts[1]
+            if len(parts) >= 3 and parts[0] == "require" and parts[1] == "k8s.io/kubernetes":
+                return parts[2]
+    except OSError:
+        pass
+    return "v1.36.0"
+
+
+# --------------------------------------------------------------------------- PKI
+
+
+def make_pki(pki: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    pki.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before = now - datetime.timedelta(hours=1)
+    not_after = now + datetime.timedelta(days=365)
+
+    def key():
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def write_key(name: str, k) -> None:
+        (pki / name).write_bytes(
+            k.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+        os.chmod(pki / name, 0o600)
+
+    def write_cert(name: str, c) -> None:
+        (pki / name).write_bytes(c.public_bytes(serialization.Encoding.PEM))
+
+    ca_key = key()
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dkp-harness-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_key("ca.key", ca_key)
+    write_cert("ca.crt", ca)
+
+    def leaf(name: str, cn: str, orgs: list[str], server: bool) -> None:
+        k = key()
+        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(ca_name)
+            .public_key(k.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True, content_commitment=False, key_encipherment=False,
+                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                    crl_sign=False, encipher_only=False, decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+            )
+        )
+        if server:
+            b = b.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName("localhost"),
+                        x509.DNSName("kubernetes"),
+                        x509.DNSName("kubernetes.default"),
+                        x509.DNSName("kubernetes.default.svc"),
+                        x509.DNSName("kubernetes.default.svc.cluster.local"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.IPAddress(ipaddress.ip_address(SERVICE_IP)),
+                    ]
+                ),
+                critical=False,
+            )
+        write_key(f"{name}.key", k)
+        write_cert(f"{name}.crt", b.sign(ca_key, hashes.SHA256()))
+
+    leaf("apiserver", "kube-apiserver", [], server=True)
+    leaf("admin", "kubernetes-admin", ["system:masters"], server=False)
+    leaf("controller-manager", "system:kube-controller-manager", ["system:masters"], server=False)
+    leaf("kwok", "system:kwok-controller", ["system:masters"], server=False)
+
+    sa = key()
+    write_key("sa.key", sa)
+    (pki / "sa.pub").write_bytes(
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def write_kubeconfig(path: Path, server: str, pki: Path, cert: str, user: str) -> None:
+    def b64(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "dkp-harness", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate-data": b64(f"{cert}.crt"),
+                    "client-key-data": b64(f"{cert}.key"),
+                },
+            }
+        ],
+        "contexts": [{"name": f"{user}@dkp-harness", "context": {"cluster": "dkp-harness", "user": user}}],
+        "current-context": f"{user}@dkp-harness",
+        "preferences": {},
+    }
+    path.write_text(json.dumps(cfg, indent=2) + "\n")  # JSON is valid YAML
+    os.chmod(path, 0o600)
+
+
+# --------------------------------------------------------------------------- REST
+
+
+class Api:
+    """A minimal HTTPS client for the harness's own setup requests (stdlib only)."""
+
+    def __init__(self, host: str, port: int, pki: Path):
+        self.host, self.port = host, port
+        self.ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        self.ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+
+    def request(self, method: str, path: str, body=None, content_type: str = "application/json",
+                timeout: float = 10.0) -> tuple[int, dict | str]:
+        conn = http.client.HTTPSConnection(self.host, self.port, context=self.ctx, timeout=timeout)
+        try:
+            data = None
+            headers = {"Accept": "application/json"}
+            if body is not None:
+                data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+                headers["Content-Type"] = content_type
+            conn.request(method, path, body=data, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read().decode(errors="replace")
+            try:
+                return resp.status, json.loads(raw)
+            except ValueError:
+                return resp.status, raw
+        finally:
+            conn.close()
+
+
+# kind -> (api prefix, plural, namespaced)
+_RESOURCES = {
+    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions", False),
+    "ValidatingAdmissionPolicy": ("/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicies", False),
+    "ValidatingAdmissionPolicyBinding": (
+        "/apis/admissionregistration.k8s.io/v1", "validatingadmissionpolicybindings", False),
+    "Namespace": ("/api/v1", "namespaces", False),
+    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
+    "ConfigMap": ("/api/v1", "configmaps", True),
+    "Node": ("/api/v1", "nodes", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1", "clusterroles", False),
+}
+
+
+def _object_path(obj: dict) -> str:
+    kind = obj["kind"]
+    if kind not in _RESOURCES:
+        raise ClusterError(f"cluster.py cannot apply kind {kind}; add it to _RESOURCES")
+    prefix, plural, namespaced = _RESOURCES[kind]
+    md = obj["metadata"]
+    ns = f"/namespaces/{md['namespace']}" if namespaced else ""
+    return f"{prefix}{ns}/{plural}/{urllib.parse.quote(md['name'])}"
+
+
+def apply(api: Api, obj: dict) -> dict:
+    """Server-side apply (field manager dkp-harness, forced)."""
+    path = _object_path(obj) + "?fieldManager=dkp-harness&force=true"
+    status, body = api.request("PATCH", path, obj, content_type="application/apply-patch+yaml")
+    if status >= 300:
+        msg = body.get("message") if isinstance(body, dict) else body
+        raise ClusterError(f"applying {obj['kind']} {obj['metadata']['name']}: HTTP {status}: {msg}")
+    return body
+
+
+def load_manifests(folder: Path) -> list[dict]:
+    import yaml
+
+    docs: list[dict] = []
+    for f in sorted(folder.glob("*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+    return docs
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _state_path(d: Path) -> Path:
+    return d / "pids.json"
+
+
+def read_state(d: str | os.PathLike | None = None) -> dict | None:
+    p = _state_path(_dir(d))
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(d: Path, state: dict) -> None:
+    tmp = _state_path(d).with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(_state_path(d))
+
+
+def running(d: str | os.PathLike | None = None) -> bool:
+    """True when every process recorded for the cluster in `d` is still alive."""
+    state = read_state(d)
+    if not state or not state.get("complete"):
+        return False
+    procs = state.get("processes", [])
+    return bool(procs) and all(_alive(p) for p in procs)
+
+
+def info(d: str | os.PathLike | None = None) -> ClusterInfo:
+    dd = _dir(d)
+    state = read_state(dd) or {}
+    sim = None
+    try:
+        sim = json.loads((dd / "simulator.json").read_text())
+    except (OSError, ValueError):
+        pass
+    return ClusterInfo(
+        dir=dd,
+        kubeconfig=dd / "kubeconfig",
+        server=state.get("server", ""),
+        audit_log=dd / "audit.log",
+        bin_dir=Path(state["bin_dir"]) if state.get("bin_dir") else None,
+        startup_seconds=state.get("startup_seconds"),
+        simulator=sim,
+        ports=state.get("ports", {}),
+    )
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _start(d: Path, state: dict, name: str, cmd: list[str], env: dict | None = None,
+           cwd: Path | None = None) -> subprocess.Popen:
+    logf = open(d / "logs" / f"{name}.log", "ab")
+    try:
+        proc = subprocess.Popen(
+            [str(c) for c in cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=str(cwd) if cwd else None,
+        )
+    finally:
+        logf.close()
+    _CHILDREN[proc.pid] = proc
+    st = _proc_start_time(proc.pid)
+    for _ in range(50):  # /proc entry appears at once, but be safe
+        if st:
+            break
+        time.sleep(0.01)
+        st = _proc_start_time(proc.pid)
+    state["processes"].append({"name": name, "pid": proc.pid, "pgid": proc.pid, "start_time": st,
+                               "cmd": [str(c) for c in cmd[:1]]})
+    _write_state(d, state)
+    return proc
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _check_alive(d: Path, procs: dict[str, subprocess.Popen]) -> None:
+    for name, p in procs.items():
+        rc = p.poll()
+        if rc is not None:
+            raise ClusterError(
+                f"{name} exited with code {rc}; last lines of {d / 'logs' / (name + '.log')}:\n"
+                + _tail(d / "logs" / f"{name}.log")
+            )
+
+
+def _stop_processes(state: dict, timeout: float = STOP_TIMEOUT) -> None:
+    try:
+        _signal_and_wait(state, timeout)
+    finally:
+        for e in state.get("processes", []):
+            child = _CHILDREN.pop(e["pid"], None)
+            if child is not None:
+                try:
+                    child.wait(timeout=1)
+                except subprocess.TimeoutExpired:
+                    pass
+
+
+def _signal_and_wait(state: dict, timeout: float) -> None:
+    """Stop the recorded processes one by one in reverse start order.
+
+    Each leads its own session (process group): SIGTERM the group, wait up to `timeout`,
+    then SIGKILL it. Stopping kube-apiserver before etcd keeps both shutdowns short.
+    """
+    for e in reversed(state.get("processes", [])):
+        st = _proc_start_time(e["pid"])
+        if st is not None and st != e.get("start_time"):
+            continue  # the PID now belongs to another process: never touch it
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 3.0)):
+            try:
+                os.killpg(e["pgid"], sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                _reap()
+                if not (_alive(e) or _group_alive(e["pgid"])):
+                    break
+                time.sleep(0.02)
+            else:
+                continue  # still there: escalate
+            break
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process belongs to process group `pgid`."""
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                data = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        rest = data[data.rfind(")") + 2:].split()
+        if len(rest) > 2 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _reap() -> None:
+    for pid, child in list(_CHILDREN.items()):
+        if child.poll() is not None:
+            _CHILDREN.pop(pid, None)
+
+
+# --------------------------------------------------------------------------- kwok
+
+
+def _kwok_config(d: Path, version: str) -> str:
+    import yaml
+
+    node_ready = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "harness-node-ready"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Node"},
+            "selector": {
+                "matchExpressions": [
+                    {
+                        "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
+                        "operator": "NotIn",
+                        "values": ["True"],
+                    }
+                ]
+            },
+            "next": {
+                "patches": [
+                    {
+                        "subresource": "status",
+                        "root": "status",
+                        "template": _NODE_STATUS_TEMPLATE.replace("@VERSION@", version),
+                    }
+                ]
+            },
+        },
+    }
+    pod_ready = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "harness-pod-ready"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {
+                "matchExpressions": [
+                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                ]
+            },
+            "next": {
+                "patches": [
+                    {"subresource": "status", "root": "status", "template": _POD_STATUS_TEMPLATE}
+                ]
+            },
+        },
+    }
+    pod_delete = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": {"name": "harness-pod-delete"},
+        "spec": {
+            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+            "selector": {"matchExpressions": [{"key": ".metadata.deletionTimestamp", "operator": "Exists"}]},
+            "next": {"delete": True},
+        },
+    }
+    cluster_exec = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "ClusterExec",
+        "metadata": {"name": "harness-exec"},
+        "spec": {
+            "selector": {"matchNamespaces": list(EXEC_NAMESPACES)},
+            "execs": [{"local": {"workDir": str(d / "exec")}}],
+        },
+    }
+    return yaml.safe_dump_all([node_ready, pod_ready, pod_delete, cluster_exec], sort_keys=False)
+
+
+_NODE_STATUS_TEMPLATE = """\
+{{ $now := Now }}
+conditions:
+{{ range NodeConditions }}
+- lastHeartbeatTime: {{ $now | Quote }}
+  lastTransitionTime: {{ $now | Quote }}
+  message: {{ .message | Quote }}
+  reason: {{ .reason | Quote }}
+  status: {{ .status | Quote }}
+  type: {{ .type | Quote }}
+{{ end }}
+addresses:
+- address: {{ NodeIP | Quote }}
+  type: InternalIP
+- address: {{ .metadata.name | Quote }}
+  type: Hostname
+daemonEndpoints:
+  kubeletEndpoint:
+    Port: {{ NodePort }}
+allocatable:
+  cpu: "4"
+  ephemeral-storage: 100Gi
+  memory: 8Gi
+  pods: "110"
+capacity:
+  cpu: "4"
+  ephemeral-storage: 100Gi
+  memory: 8Gi
+  pods: "110"
+nodeInfo:
+  architecture: amd64
+  bootID: ""
+  containerRuntimeVersion: containerd://1.7.27
+  kernelVersion: 6.1.0
+  kubeProxyVersion: @VERSION@
+  kubeletVersion: @VERSION@
+  machineID: ""
+  operatingSystem: linux
+  osImage: kwok
+  systemUUID: ""
+phase: Running
+"""
+
+_POD_STATUS_TEMPLATE = """\
+{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: PodScheduled
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: ContainersReady
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Ready
+{{ range .spec.readinessGates }}
+- lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: {{ .conditionType | Quote }}
+{{ end }}
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  imageID: ""
+  name: {{ .name | Quote }}
+  ready: true
+  restartCount: 0
+  started: true
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+{{ with .spec.initContainers }}
+initContainerStatuses:
+{{ range . }}
+- image: {{ .image | Quote }}
+  imageID: ""
+  name: {{ .name | Quote }}
+  ready: true
+  restartCount: 0
+  state:
+    terminated:
+      exitCode: 0
+      finishedAt: {{ $now | Quote }}
+      reason: Completed
+      startedAt: {{ $now | Quote }}
+{{ end }}
+{{ end }}
+hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+hostIPs:
+- ip: {{ NodeIPWith .spec.nodeName | Quote }}
+{{ $podIP := PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
+podIP: {{ $podIP | Quote }}
+podIPs:
+- ip: {{ $podIP | Quote }}
+phase: Running
+startTime: {{ $now | Quote }}
+"""
+
+
+_SHIM_CURL = '''\
+#!{python}
+"""curl shim of the DKP test cluster (written by tests/harness/cluster.py).
+
+Deckhouse's debug API listens on {debug} inside the real deckhouse container; here
+kwok runs `exec` commands on the host, so that address is replaced by the simulator's
+control address from simulator.json before the real curl runs.
+"""
+import json, os, sys, urllib.error, urllib.parse, urllib.request
+
+SIM_JSON = {sim_json!r}
+REAL_CURL = {real_curl!r}
+DEBUG = {debug!r}
+
+
+def target():
+    try:
+        with open(SIM_JSON) as f:
+            url = json.load(f)["control_url"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return urllib.parse.urlsplit(url).netloc
+
+
+def rewrite(args):
+    t = target()
+    if not t:
+        return args
+    return [a.replace(DEBUG, t).replace("localhost:9652", t) for a in args]
+
+
+def fallback(args):
+    """A tiny GET-only curl for machines without one: prints the body, curl exit codes."""
+    fail = any(a in ("-f", "--fail") or (a.startswith("-") and not a.startswith("--") and "f" in a)
+               for a in args)
+    urls = [a for a in args if a.startswith(("http://", "https://"))]
+    if not urls:
+        print("curl: no URL specified", file=sys.stderr)
+        return 2
+    try:
+        with urllib.request.urlopen(urls[0], timeout=30) as r:
+            sys.stdout.buffer.write(r.read())
+        return 0
+    except urllib.error.HTTPError as e:
+        if fail:
+            print(f"curl: (22) The requested URL returned error: {{e.code}}", file=sys.stderr)
+            return 22
+        sys.stdout.buffer.write(e.read())
+        return 0
+    except (urllib.error.URLError, OSError) as e:
+        print(f"curl: (7) Failed to connect: {{e}}", file=sys.stderr)
+        return 7
+
+
+if __name__ == "__main__":
+    args = rewrite(sys.argv[1:])
+    if REAL_CURL and os.access(REAL_CURL, os.X_OK):
+        os.execv(REAL_CURL, [REAL_CURL] + args)
+    sys.stdout.flush()
+    sys.exit(fallback(args))
+'''
+
+
+def _write_shim(d: Path) -> Path:
+    shim = d / "shim"
+    shim.mkdir(parents=True, exist_ok=True)
+    real = None
+    for p in os.environ.get("PATH", "").split(os.pathsep):
+        if p and Path(p).resolve() != shim.resolve():
+            c = Path(p) / "curl"
+            if c.is_file() and os.access(c, os.X_OK):
+                real = str(c)
+                break
+    if real is None and os.access("/usr/bin/curl", os.X_OK):
+        real = "/usr/bin/curl"
+    (shim / "curl").write_text(
+        _SHIM_CURL.format(
+            python=sys.executable, debug=DECKHOUSE_DEBUG_ADDR,
+            sim_json=str(d / "simulator.json"), real_curl=real or "",
+        )
+    )
+    os.chmod(shim / "curl", 0o755)
+    return shim
+
+
+def _node_manifest() -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "labels": {
+                "kubernetes.io/hostname": NODE_NAME,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/control-plane": "",
+                "node-role.kubernetes.io/master": "",
+                "node.deckhouse.io/group": "master",
+                "node.deckhouse.io/type": "Static",
+                "type": "kwok",
+            },
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {},
+    }
+
+
+# --------------------------------------------------------------------------- up / down
+
+
+def _simulator_available() -> bool:
+    pkg = HARNESS / "simulator"
+    return (pkg / "__main__.py").is_file()
+
+
+def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = None,
+       quiet: bool = False, simulator: bool = True) -> ClusterInfo:
+    """Start the cluster in `d` (or return the one running there) and return its info."""
+    dd = _dir(d)
+    if running(dd):
+        _log(f"cluster already running (kubeconfig: {dd / 'kubeconfig'})", quiet)
+        return info(dd)
+    if read_state(dd) is not None or dd.exists():
+        # A stale or half-started cluster: stop whatever it recorded, then start afresh.
+        down(dd, quiet=True)
+
+    bins = find_binaries(bin_dir)
+    t0 = time.monotonic()
+    dd.mkdir(parents=True, exist_ok=True)
+    (dd / "logs").mkdir(exist_ok=True)
+    (dd / "exec").mkdir(exist_ok=True)
+    pki = dd / "pki"
+    etcd_client, etcd_peer, apiserver_port, kwok_port = _free_ports(4)
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        etcd_data = Path(tempfile.mkdtemp(prefix="dkp-harness-etcd-", dir=shm))
+    else:
+        etcd_data = dd / "etcd"
+        etcd_data.mkdir(exist_ok=True)
+    server = f"https://127.0.0.1:{apiserver_port}"
+    state = {
+        "dir": str(dd),
+        "server": server,
+        "bin_dir": str(bins["_dir"]),
+        "etcd_data_dir": str(etcd_data),
+        "ports": {"etcd": etcd_client, "etcd_peer": etcd_peer, "apiserver": apiserver_port, "kwok": kwok_port},
+        "processes": [],
+        "complete": False,
+    }
+    _write_state(dd, state)
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        make_pki(pki)
+        write_kubeconfig(dd / "kubeconfig", server, pki, "admin", "kubernetes-admin")
+        write_kubeconfig(dd / "controller-manager.kubeconfig", server, pki, "controller-manager",
+                         "system:kube-controller-manager")
+        write_kubeconfig(dd / "kwok.kubeconfig", server, pki, "kwok", "system:kwok-controller")
+
+        procs["etcd"] = _start(dd, state, "etcd", [
+            bins["etcd"],
+            "--name=harness",
+            f"--data-dir={etcd_data}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+            f"--initial-cluster=harness=http://127.0.0.1:{etcd_peer}",
+            "--initial-cluster-state=new",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ])
+        procs["kube-apiserver"] = _start(dd, state, "kube-apiserver", [
+            bins["kube-apiserver"],
+            f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={apiserver_port}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--anonymous-auth=false",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true",
+            "--enable-priority-and-fairness=false",
+            "--endpoint-reconciler-type=none",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--audit-log-path={dd / 'audit.log'}",
+            f"--audit-policy-file={AUDIT_POLICY}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
+            "--audit-log-maxsize=0",  # never rotate: byte offsets stay valid markers
+            "--profiling=false",
+            "--v=1",
+        ])
+        api = Api("127.0.0.1", apiserver_port, pki)
+        _wait_ready(dd, api, procs, quiet)
+        t_ready = time.monotonic() - t0
+
+        procs["kube-controller-manager"] = _start(dd, state, "kube-controller-manager", [
+            bins["kube-controller-manager"],
+            f"--kubeconfig={dd / 'controller-manager.kubeconfig'}",
+            f"--authentication-kubeconfig={dd / 'controller-manager.kubeconfig'}",
+            f"--authorization-kubeconfig={dd / 'controller-manager.kubeconfig'}",
+            "--controllers=namespace-controller,garbage-collector-controller,serviceaccount-controller,"
+            "serviceaccount-token-controller,root-ca-certificate-publisher-controller,"
+            "validatingadmissionpolicy-status-controller",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            "--bind-address=127.0.0.1",
+            "--secure-port=0",
+            "--v=1",
+        ])
+        (dd / "kwok.yaml").write_text(_kwok_config(dd, k8s_version()))
+        shim = _write_shim(dd)
+        kwok_env = dict(os.environ)
+        kwok_env["PATH"] = f"{shim}{os.pathsep}{kwok_env.get('PATH', '/usr/bin:/bin')}"
+        procs["kwok"] = _start(dd, state, "kwok", [
+            bins["kwok"],
+            f"--kubeconfig={dd / 'kwok.kubeconfig'}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=127.0.0.1",
+            "--node-name=localhost",
+            f"--node-port={kwok_port}",
+            f"--server-address=127.0.0.1:{kwok_port}",
+            f"--config={dd / 'kwok.yaml'}",
+        ], env=kwok_env, cwd=dd / "exec")
+
+        # Cluster content: CRDs, Deckhouse identity and admission policies, the kwok node.
+        crds = load_manifests(CRD_DIR)
+        for obj in crds:
+            apply(api, obj)
+        for obj in load_manifests(ADMISSION_DIR):
+            apply(api, obj)
+        apply(api, _node_manifest())
+        _wait_established(api, [c["metadata"]["name"] for c in crds], procs, dd)
+
+        # The simulator starts while the admission policies become effective (about 2 s).
+        sim_info = None
+        if simulator and _simulator_available():
+            env = dict(os.environ)
+            env["PYTHONPATH"] = str(REPO / "tests") + (
+                os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+            env["PYTHONUNBUFFERED"] = "1"
+            procs["simulator"] = _start(dd, state, "simulator", [
+                sys.executable, "-m", "harness.simulator", "--dir", dd, "--kubeconfig", dd / "kubeconfig",
+            ], env=env, cwd=REPO)
+        elif simulator:
+            _log("warning: tests/harness/simulator is not there yet; the cluster runs without it", quiet)
+        _wait_admission(api, procs, dd)
+        if "simulator" in procs:
+            sim_info = _wait_simulator(dd, procs)
+        _check_alive(dd, procs)
+
+        state["complete"] = True
+        state["startup_seconds"] = round(time.monotonic() - t0, 2)
+        state["apiserver_ready_seconds"] = round(t_ready, 2)
+        _write_state(dd, state)
+    except BaseException:
+        _log(f"cluster start failed; stopping what was started (logs in {dd / 'logs'})", quiet)
+        _stop_processes(state)
+        shutil.rmtree(etcd_data, ignore_errors=True)
+        state["complete"] = False  # processes stay recorded: `down` re-checks them by PID and start time
+        _write_state(dd, state)
+        raise
+    result = info(dd)
+    result.simulator = sim_info
+    _log(f"cluster up in {state['startup_seconds']:.1f} s (apiserver ready after {t_ready:.1f} s)", quiet)
+    _log(f"kubeconfig: {dd / 'kubeconfig'}", quiet)
+    return result
+
+
+def _wait_ready(d: Path, api: Api, procs: dict, quiet: bool) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    last = ""
+    while time.monotonic() < deadline:
+        _check_alive(d, procs)
+        try:
+            status, body = api.request("GET", "/readyz", timeout=2)
+            if status == 200:
+                return
+            last = f"HTTP {status}"
+        except (OSError, http.client.HTTPException) as e:
+            last = str(e)
+        time.sleep(0.1)
+    raise ClusterError(f"kube-apiserver not ready after {READY_TIMEOUT:.0f} s ({last}); see {d / 'logs'}")
+
+
+def _wait_established(api: Api, names: list[str], procs: dict, d: Path, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(names)
+    while pending and time.monotonic() < deadline:
+        for n in sorted(pending):
+            status, body = api.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
+            conds = (body.get("status", {}) or {}).get("conditions", []) if isinstance(body, dict) else []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
+                pending.discard(n)
+        if pending:
+            _check_alive(d, procs)
+            time.sleep(0.1)
+    if pending:
+        raise ClusterError(f"CRDs not Established after {timeout:.0f} s: {', '.join(sorted(pending))}")
+    # Served: every served version lists (the watch cache of a new CRD answers
+    # "429 storage is (re)initializing" for a moment after Established).
+    paths = []
+    for n in names:
+        status, crd = api.request("GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{n}")
+        for v in crd["spec"]["versions"]:
+            if v.get("served"):
+                paths.append(f"/apis/{crd['spec']['group']}/{v['name']}/{crd['spec']['names']['plural']}")
+    deadline = time.monotonic() + timeout
+    last = ""
+    while paths and time.monotonic() < deadline:
+        for path in list(paths):
+            status, body = api.request("GET", path)
+            if status == 200:
+                paths.remove(path)
+            else:
+                last = f"{path}: HTTP {status}"
+        if paths:
+            _check_alive(d, procs)
+            time.sleep(0.05)
+    if paths:
+        raise ClusterError(f"custom resources not listable after {timeout:.0f} s ({last})")
+
+
+def _wait_admission(api: Api, procs: dict, d: Path, timeout: float = 30) -> None:
+    """Wait until the admission policies are enforced (probe with a dry-run create)."""
+    probe = {
+        "apiVersion": "deckhouse.io/v1alpha2",
+        "kind": "ModuleUpdatePolicy",
+        "metadata": {"name": "dkp-harness-admission-probe"},
+        "spec": {"update": {"mode": "Auto", "windows": [{"from": "10:00", "to": "09:00"}]}},
+    }
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        status, body = api.request("POST", "/apis/deckhouse.io/v1alpha2/moduleupdatepolicies?dryRun=All", probe)
+        msg = body.get("message", "") if isinstance(body, dict) else str(body)
+        if status >= 400 and "mup-update-windows.deckhouse.io" in msg:
+            return
+        last = f"HTTP {status}: {msg}"
+        _check_alive(d, procs)
+        time.sleep(0.1)
+    raise ClusterError(f"admission policies not enforced after {timeout:.0f} s ({last})")
+
+
+def _wait_simulator(d: Path, procs: dict) -> dict:
+    path = d / "simulator.json"
+    deadline = time.monotonic() + SIMULATOR_TIMEOUT
+    while time.monotonic() < deadline:
+        _check_alive(d, procs)
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            time.sleep(0.05)
+    raise ClusterError(
+        f"simulator did not write {path} within {SIMULATOR_TIMEOUT:.0f} s; last lines of its log:\n"
+        + _tail(d / "logs" / "simulator.log")
+    )
+
+
+def down(d: str | os.PathLike | None = None, keep: bool = False, quiet: bool = False) -> None:
+    """Stop every process recorded in `d`/pids.json and remove `d` (unless `keep`)."""
+    dd = _dir(d)
+    state = read_state(dd)
+    if state:
+        _stop_processes(state)
+        etcd_data = state.get("etcd_data_dir")
+        if etcd_data and (Path(etcd_data).name.startswith("dkp-harness-etcd-")
+                          or Path(etcd_data) == dd / "etcd"):
+            shutil.rmtree(etcd_data, ignore_errors=True)
+    if keep:
+        if state:
+            state["complete"] = False
+            _write_state(dd, state)
+        _log(f"cluster stopped; files kept in {dd}", quiet)
+        return
+    if dd.exists():
+        if dd == REPO or dd == Path("/") or dd == Path.home():
+            raise ClusterError(f"refusing to remove {dd}")
+        shutil.rmtree(dd, ignore_errors=True)
+    _log("cluster stopped" if state else f"no cluster recorded in {dd}", quiet)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("command", choices=["up", "down", "status"])
+    ap.add_argument("--dir", default=None, help=f"cluster folder (default {DEFAULT_DIR})")
+    ap.add_argument("--bin-dir", default=None, help="folder with etcd, kube-apiserver, "
+                    "kube-controller-manager and kwok (default: tests/k8s/build_bins.sh)")
+    ap.add_argument("--keep", action="store_true", help="down: keep the folder (logs, audit log)")
+    ap.add_argument("--no-simulator", action="store_true", help="up: do not start the simulator")
+    args = ap.parse_args(argv)
+    d = _dir(args.dir)
+    try:
+        if args.command == "up":
+            if running(d):
+                print(f"cluster already running (kubeconfig: {d / 'kubeconfig'})")
+                return 0
+            ci = up(d, bin_dir=args.bin_dir, quiet=True, simulator=not args.no_simulator)
+            print(f"cluster up in {ci.startup_seconds:.1f} s")
+            if ci.simulator is None and not args.no_simulator:
+                print("warning: the simulator was not started (tests/harness/simulator/__main__.py missing)")
+            print(f"kubeconfig: {ci.kubeconfig}")
+            return 0
+        if args.command == "down":
+            down(d, keep=args.keep)
+            return 0
+        state = read_state(d)
+        if running(d):
+            print(f"running (kubeconfig: {d / 'kubeconfig'}, server: {state.get('server')})")
+            for p in state.get("processes", []):
+                print(f"  {p['name']:<24} pid {p['pid']}")
+            return 0
+        if state and any(_alive(p) for p in state.get("processes", [])):
+            alive = [p["name"] for p in state["processes"] if _alive(p)]
+            print(f"not running (partly: {', '.join(alive)} still alive; run down)")
+            return 1
+        print(f"not running (kubeconfig would be {d / 'kubeconfig'})")
+        return 1
+    except ClusterError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if args.command == "up":
+            print(f"logs: {d / 'logs'} (run `down` to remove them)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
