@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Per-task cost of the collection's modules against Ansible's own per-task floor.
 
 Runs real ansible-playbook processes against the local DKP cluster (started here unless one runs at
@@ -42,9 +41,9 @@ def play_time(kubeconfig, task, count, repeats):
         path.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
         env = collection_env(kubeconfig, {"ANSIBLE_CALLBACKS_ENABLED": "", "DKP_RECORD_FILE": ""})
         cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), str(path)]
-        for _ in range(repeats):
+        for dummy in range(repeats):
             start = time.monotonic()
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
             elapsed = time.monotonic() - start
             if proc.returncode != 0:
                 raise SystemExit("benchmark play failed:\n" + proc.stdout + proc.stderr)
@@ -90,8 +89,8 @@ def main():
         "", "| task | ms per task |", "|---|---:|"]
     lines += ["| %s | %.0f |" % (label, ms) for label, ms in rows]
     floor = rows[0][1]
-    lines += ["", "Overhead over the floor: " + ", ".join("%s +%.0f ms" % (label.split(",")[0], ms - floor)
-                                                      for label, ms in rows[1:]), ""]
+    overheads = ["%s +%.0f ms" % (label.split(",")[0], ms - floor) for label, ms in rows[1:]]
+    lines += ["", "Overhead over the floor: " + ", ".join(overheads), ""]
     text = "\n".join(lines)
     print(text)
     if args.record:

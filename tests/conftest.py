@@ -33,11 +33,9 @@ if str(TESTS) not in sys.path:
 
 from harness import cluster as _cluster  # noqa: E402
 
-try:
-    from harness.simulator.pytest_fixtures import *  # noqa: E402,F401,F403
-except ModuleNotFoundError as _e:  # only "not written yet" is tolerated, not its bugs
-    if _e.name not in ("harness.simulator", "harness.simulator.pytest_fixtures"):
-        raise
+from harness.simulator.pytest_fixtures import fresh_simulator, simulator  # noqa: E402
+
+__all__ = ["dkp_cluster", "kube", "simulator", "fresh_simulator"]
 
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 _SYNC_PREFIX = "dkp-audit-sync-"

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: deckhouse.platform contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ description:
   - Returns C(spec.settings) of each named ModuleConfig, or its whole C(spec) with O(spec=true).
   - A ModuleConfig that does not exist gives O(default) (an empty dictionary when unset).
   - Secret-looking settings (passwords, licenses, tokens, dockerCfg) are redacted.
-author: deckhouse.platform developers
+author: deckhouse.platform developers (!UNKNOWN)
 options:
   _terms:
     description: ModuleConfig (module) names.

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: deckhouse.platform contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Connection to a DKP cluster's API server, shared by every module and lookup.
 
 Known kinds are addressed by a fixed group/version/plural table, so a task never pays for API

@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: deckhouse.platform contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Waiting on one object with a watch, not a polling loop.
 
 The wait lists the object to get a resourceVersion, then watches from there, so no change is

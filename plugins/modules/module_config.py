@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: deckhouse.platform contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ description:
   - C(changed) is decided from spec, labels and annotations before any wait; status never counts.
   - Optionally waits until the Module is Ready (or disabled), failing early when the ModuleConfig reports
     an error.
-author: deckhouse.platform developers
+author: deckhouse.platform developers (!UNKNOWN)
 options:
   name:
     description: Module name (the ModuleConfig's name), for example C(cert-manager), or C(global).

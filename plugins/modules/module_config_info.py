@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: deckhouse.platform contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ version_added: 0.1.0
 description:
   - Returns one ModuleConfig (O(name)) or all of them, with C(status.version) and C(status.message).
   - Secret-looking settings (passwords, licenses, tokens, dockerCfg) are redacted.
-author: deckhouse.platform developers
+author: deckhouse.platform developers (!UNKNOWN)
 options:
   name:
     description: Name of one ModuleConfig. Omit to list all.

@@ -1,7 +1,8 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
 # Copyright: deckhouse.platform contributors
-# Apache License 2.0 (see LICENSE)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ short_description: Read DKP Modules (phase, enabled, ready, source, version)
 version_added: 0.1.0
 description:
   - Returns one Module (O(name)) or all Modules, optionally filtered.
-  - C(ready) follows DKP's READY column: phase C(Ready) and condition C(IsReady=True). A disabled module can
-    keep phase C(Ready), so C(enabled) comes from condition C(EnabledByModuleManager).
-author: deckhouse.platform developers
+  - C(ready) follows DKP's READY column (phase C(Ready) and condition C(IsReady=True)). A disabled module
+    can keep phase C(Ready), so C(enabled) comes from condition C(EnabledByModuleManager).
+author: deckhouse.platform developers (!UNKNOWN)
 options:
   name:
     description: Name of one Module. Omit to list all.

@@ -173,7 +173,7 @@ def find_binaries(bin_dir: str | os.PathLike | None = None) -> dict[str, Path]:
 
 def build_bins() -> str:
     """Run tests/k8s/build_bins.sh (exits at once with a warm cache) and return its folder."""
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, text=True, cwd=REPO, check=False)
     if proc.returncode != 0:
         raise ClusterError(f"{BUILD_SCRIPT} failed with exit code {proc.returncode}")
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
@@ -412,7 +412,9 @@ def load_manifests(folder: Path) -> list[dict]:
 
     docs: list[dict] = []
     for f in sorted(folder.glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(f.read_text()) if d)
+        for d in yaml.safe_load_all(f.read_text()):
+            # one document per file (ansible-test's yamllint); a `kind: List` carries several objects
+            docs.extend(d.get("items") or [] if d and d.get("kind") == "List" else [d] if d else [])
     return docs
 
 
@@ -486,7 +488,7 @@ def _start(d: Path, state: dict, name: str, cmd: list[str], env: dict | None = N
         logf.close()
     _CHILDREN[proc.pid] = proc
     st = _proc_start_time(proc.pid)
-    for _ in range(50):  # /proc entry appears at once, but be safe
+    for dummy in range(50):  # /proc entry appears at once, but be safe
         if st:
             break
         time.sleep(0.01)
@@ -1145,7 +1147,7 @@ def down(d: str | os.PathLike | None = None, keep: bool = False, quiet: bool = F
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     ap.add_argument("command", choices=["up", "down", "status"])
     ap.add_argument("--dir", default=None, help=f"cluster folder (default {DEFAULT_DIR})")
     ap.add_argument("--bin-dir", default=None, help="folder with etcd, kube-apiserver, "

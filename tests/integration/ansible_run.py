@@ -79,7 +79,8 @@ def run_playbook(kubeconfig, playbook, check=False, diff=False, verbosity=0, ext
             cmd += ["-e", json.dumps(extra_vars)]
         cmd += list(args)
         proc = subprocess.run(cmd, cwd=str(ROOT), env=collection_env(kubeconfig, dict(env or {}, DKP_RECORD_FILE=str(record))),
-                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                              check=False)
         records = json.loads(record.read_text()) if record.exists() else []
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, records)
 

@@ -13,7 +13,7 @@ from dkp_audit import our_writes
 MC = "deckhouse.platform.module_config"
 
 
-def mc_task(task_name="set", **params):
+def mc_task(task_name="set", /, **params):
     return {"name": task_name, MC: params, "register": "out"}
 
 
@@ -93,6 +93,7 @@ def test_concurrent_writers_of_different_settings_both_survive(kc, api, promethe
     run_tasks(kc, [mc_task(name=prometheus_mc, version=1, settings={"retentionDays": 7})])
     # Two ansible-playbook processes each write their own keys many times at once; every write is a
     # resourceVersion-guarded patch, so a lost update would show up as a missing key.
+
     def writer(prefix):
         tasks = [mc_task("%s-%d" % (prefix, i), name=prometheus_mc, settings={"auth": {"%s%d" % (prefix, i): i}})
                  for i in range(6)]

@@ -50,7 +50,7 @@ build kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 if [ ! -x "$tmp/kwok" ]; then
   echo "building kwok $KWOK_VERSION" >&2
   t0=$SECONDS
-  GOFLAGS= GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
+  GOFLAGS='' GOBIN="$tmp" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
   echo "built kwok in $((SECONDS - t0)) s" >&2
 fi
 case " ${wanted[*]} " in *" kubectl "*) build kubectl k8s.io/kubernetes/cmd/kubectl ;; esac

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Generate tests/k8s/tools/go.mod: a wrapper module that builds kube-apiserver,
 kube-controller-manager, kubectl and etcd from the Go module proxy.
 

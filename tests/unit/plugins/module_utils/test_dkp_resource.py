@@ -30,8 +30,8 @@ def test_merge_patch_between_removes_keys():
 
 
 def test_managed_view_ignores_status_and_server_metadata():
-    obj = {"apiVersion": "v", "kind": "K", "metadata": {"name": "n", "resourceVersion": "5", "generation": 3,
-                                                       "labels": {"a": "b"}},
+    meta = {"name": "n", "resourceVersion": "5", "generation": 3, "labels": {"a": "b"}}
+    obj = {"apiVersion": "v", "kind": "K", "metadata": meta,
            "spec": {"x": 1}, "status": {"phase": "Ready"}}
     assert r.managed_view(obj) == {"metadata": {"labels": {"a": "b"}, "annotations": {}}, "spec": {"x": 1}}
     changed_status = dict(obj, status={"phase": "Error"}, metadata=dict(obj["metadata"], resourceVersion="6"))
