@@ -15,7 +15,7 @@ export ANSIBLE_CONFIG := $(ROOT)/tests/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 
-.PHONY: help venv bins collection cluster-up cluster-down demo test sanity lint units integration docs bench clean
+.PHONY: help venv bins collection cluster-up cluster-down demo test sanity lint docs-check units integration docs bench clean
 
 help:
 	@echo "make demo        build what is needed, start the local DKP cluster, run the registry switch, stop it"
@@ -59,13 +59,16 @@ units: venv collection
 integration: venv bins collection
 	$(PY) -m pytest -q tests/integration || { rc=$$?; [ $$rc -eq 5 ] && echo "integration: no tests collected"; [ $$rc -eq 5 ]; }
 
-docs: venv
+docs: venv collection
 	bash tests/docs.sh $(VENV)
 
-bench: venv bins collection
-	$(PY) benchmarks/run.py
+docs-check: venv collection
+	bash tests/docs.sh $(VENV) --check
 
-test: sanity lint units integration
+bench: venv bins collection
+	$(PY) benchmarks/run.py --record
+
+test: sanity lint docs-check units integration
 
 clean:
 	-$(PY) tests/harness/cluster.py down --dir $(CLUSTER_DIR)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.modules import module_release as mr
+from ansible_collections.deckhouse.platform.plugins.modules import module_release_info as info
+
+BASE = dict(name=None, module=None, version=None, release=None, action="approve")
+
+
+def params(**kw):
+    return dict(BASE, **kw)
+
+
+@pytest.mark.parametrize("ok", [dict(name="console-v1.2.3"), dict(module="console", version="v1.2.3"),
+                                dict(module="console", version="1.2.3"), dict(module="console", release="pending"),
+                                dict(module="console", action="reinstall")])
+def test_valid_selections(ok):
+    mr.validate(params(**ok))
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (dict(), "set name"),
+    (dict(name="console-v1.2.3", module="console"), "name selects the release on its own"),
+    (dict(name="Console_v1"), "not a valid ModuleRelease name"),
+    (dict(module="console"), "set version"),
+    (dict(module="console", version="1.2.3", release="pending"), "use one of them"),
+    (dict(module="console", version="latest"), "not a semantic version"),
+    (dict(module="Console", release="pending"), "not a valid module name"),
+])
+def test_bad_selections_fail_before_any_request(bad, fragment):
+    with pytest.raises(DkpError, match=fragment):
+        mr.validate(params(**bad))
+
+
+def test_reinstall_with_only_a_module_means_the_deployed_release():
+    assert mr.selection(params(module="console", action="reinstall")) == (None, "console", None, "deployed")
+    assert mr.selection(params(module="console", release="pending")) == (None, "console", None, "pending")
+
+
+def test_with_annotations_keeps_the_others():
+    rel = {"metadata": {"name": "x", "annotations": {"keep": "me"}}}
+    out = mr.with_annotations(rel, {"modules.deckhouse.io/approved": "true"})
+    assert out["metadata"]["annotations"] == {"keep": "me", "modules.deckhouse.io/approved": "true"}
+    assert rel["metadata"]["annotations"] == {"keep": "me"}
+
+
+def test_final_phase_or_deletion_fails_the_wait():
+    assert "deleted" in mr.release_gone_or_final(None)
+    assert mr.release_gone_or_final({"metadata": {"name": "a-v1.0.0"}, "status": {"phase": "Pending"}}) is None
+    message = mr.release_gone_or_final({"metadata": {"name": "a-v1.0.0"},
+                                        "status": {"phase": "Skipped", "message": "skipped by update constraints"}})
+    assert message == "ModuleRelease a-v1.0.0 became Skipped: skipped by update constraints"
+
+
+class InfoModule:
+    """Stands in for DkpModule and its client: params plus a ModuleRelease list with label selectors."""
+
+    def __init__(self, params, releases):
+        self.params = params
+        self.client = self
+        self._releases = releases
+
+    def list(self, kind, label_selector=None, **_kw):
+        items = [r for r in self._releases
+                 if not label_selector or r["metadata"]["labels"]["module"] == label_selector.split("=")[1]]
+        return items, "1"
+
+
+def rel(module, version, phase):
+    return {"metadata": {"name": "%s-v%s" % (module, version), "labels": {"module": module}},
+            "spec": {"moduleName": module, "version": version}, "status": {"phase": phase}}
+
+
+def test_info_filters_by_phase_but_reports_module_state_from_all_releases():
+    releases = [rel("a", "1.10.0", "Pending"), rel("a", "1.9.0", "Deployed"), rel("b", "0.1.0", "Deployed"),
+                rel("a", "1.2.0", "Superseded")]
+    out = info.run(InfoModule({"module": None, "phase": ["Pending", "Superseded"]}, releases))
+    assert [r["name"] for r in out["releases"]] == ["a-v1.2.0", "a-v1.10.0"]
+    assert out["modules"]["a"]["deployed"]["version"] == "1.9.0"
+    assert out["modules"]["b"]["pending"] == []
+    only_b = info.run(InfoModule({"module": "b", "phase": None}, releases))
+    assert [r["name"] for r in only_b["releases"]] == ["b-v0.1.0"] and list(only_b["modules"]) == ["b"]
