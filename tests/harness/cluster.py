@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The local DKP test cluster: etcd, kube-apiserver, kube-controller-manager, kwok and
 the Deckhouse simulator, all on 127.0.0.1 with free ports.
 
