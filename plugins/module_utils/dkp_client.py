@@ -626,12 +626,9 @@ class DkpClient:
         api_client = k8s_client.ApiClient(cfg)
         auth = c.authorization()
         if auth:
-            api_client.set_default_header("Authorization", auth)
-        if self.params.get("impersonate_user"):
-            api_client.set_default_header("Impersonate-User", self.params["impersonate_user"])
-        groups = self.params.get("impersonate_groups") or []
-        if groups:  # the websocket client sends one header per key; DKP reads only the user for exec RBAC
-            api_client.set_default_header("Impersonate-Group", groups[0])
+            # The client's websocket code forwards only a lowercase `authorization` header (and no
+            # impersonation headers: deckhouse_queue_info warns about that).
+            api_client.set_default_header("authorization", auth)
         return api_client
 
 

@@ -1,0 +1,129 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: deckhouse.platform contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: deckhouse_queue_info
+short_description: Read Deckhouse's task queue (what C(d8 system queue list) shows)
+version_added: 0.1.0
+description:
+  - Finds the Running Deckhouse leader pod (namespace C(d8-system), labels C(app=deckhouse,leader=true)) and
+    runs C(curl -s http://127.0.0.1:9652/queue/list.json) in its C(deckhouse) container, like
+    C(d8 system queue list -o json).
+  - Returns the totals, every active queue with its tasks, and the failing tasks. Deckhouse reports a task's
+    errors only inside its description (C(:failures N:<last error>)); they are parsed into RV(failing_tasks).
+  - Read-only - never reports a change and runs unchanged in check mode (the exec only reads).
+  - While the leader pod is being replaced (Deckhouse restarts after every registry or module change) the
+    read is retried for up to O(leader_wait_timeout) seconds. No leader pod at all, or an RBAC refusal of
+    C(pods/exec), fails with a message saying what to do.
+author: deckhouse.platform developers (!UNKNOWN)
+options:
+  leader_wait_timeout:
+    description:
+      - Seconds to keep retrying while there is no Running leader pod or the queue API does not answer yet.
+      - V(0) tries once.
+    type: int
+    default: 120
+extends_documentation_fragment:
+  - deckhouse.platform.connection
+  - deckhouse.platform.attributes
+  - deckhouse.platform.attributes.READ_ONLY
+notes:
+  - Needs C(list) on C(pods) and C(create) on C(pods/exec) in namespace C(d8-system).
+  - O(impersonate_user) and O(impersonate_groups) are not applied to the exec (the kubernetes client sends only
+    the Authorization header on the exec websocket); the module warns when they are set.
+"""
+
+EXAMPLES = r"""
+- name: Read the queue
+  deckhouse.platform.deckhouse_queue_info:
+  register: queue
+
+- name: Stop when a task keeps failing
+  ansible.builtin.assert:
+    that: queue.failing_tasks | length == 0
+    fail_msg: "{{ queue.failing_tasks | map(attribute='description') | join('; ') }}"
+
+- name: Wait until the queue drains
+  deckhouse.platform.deckhouse_queue_info:
+  register: queue
+  until: queue.empty
+  retries: 60
+  delay: 5
+"""
+
+RETURN = r"""
+total_tasks:
+  description: C(summary.totalTasks).
+  returned: always
+  type: int
+main_queue_tasks:
+  description: C(summary.mainQueueTasks).
+  returned: always
+  type: int
+other_queues:
+  description: C(summary.otherQueues) - counts of active and empty queues and their tasks.
+  returned: always
+  type: dict
+active_queues:
+  description: Queues that have tasks, main first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Queue name.
+      type: str
+    tasks_count:
+      description: Number of tasks.
+      type: int
+    status:
+      description: What the queue is doing, for example C(run first task).
+      type: str
+    tasks:
+      description: Tasks with C(index), C(description), C(failures) and C(error).
+      type: list
+      elements: dict
+failing_tasks:
+  description: Tasks whose description carries C(:failures N) with N > 0 - queue, index, description, failures, error.
+  returned: always
+  type: list
+  elements: dict
+empty:
+  description: No task in any queue (C(summary.totalTasks == 0)).
+  returned: always
+  type: bool
+leader:
+  description: The pod the queue was read from - name, phase, ready, node, restarts.
+  returned: always
+  type: dict
+"""
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_queue import impersonation_note, read_queue
+
+
+def run(module):
+    queue, leader = read_queue(module.client, timeout=module.params["leader_wait_timeout"])
+    note = impersonation_note(module.client)
+    if note:
+        module.warn(note)
+    return dict(queue, leader=leader, changed=False)
+
+
+def main():
+    module = DkpModule(
+        argument_spec=dict(
+            leader_wait_timeout=dict(type="int", default=120),
+        ),
+        supports_check_mode=True,
+    )
+    module.run(lambda: run(module))
+
+
+if __name__ == "__main__":
+    main()

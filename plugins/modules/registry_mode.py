@@ -1,0 +1,421 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: deckhouse.platform contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: registry_mode
+short_description: Set the registry mode of a DKP cluster (Unmanaged, Direct, Proxy, Local) and follow the switch
+version_added: 0.1.0
+description:
+  - Sets C(spec.settings.registry) of ModuleConfig C(deckhouse) and nothing else - every other setting and
+    field of that ModuleConfig is kept. The task describes the whole registry configuration - parameters
+    it does not give are removed, and so are the sections the new mode must not have.
+  - Before writing, checks every rule DKP enforces (section consistency, C(imagesRepo) format, license
+    versus username/password, password with username, ttl of at least 5 minutes) with DKP's own messages,
+    and the transition rules DKP only reports after the fact in C(registry-state) - Local and Proxy only
+    through Direct or Unmanaged; non-configurable Unmanaged not from Local.
+  - Unchanged when the live settings already say the same (DKP's defaults applied, secrets compared by
+    value) - nothing is written, so DKP does not restart anything.
+  - With O(wait), follows Secret C(d8-system/registry-state) until it shows the new target and then completes
+    (C(Ready=True) and C(mode == target_mode)). A state from before the write never counts - DKP clears the
+    conditions when the target changes, and the C(hash) changes with the parameters, so the state is recorded
+    before writing and compared. Fails at once when DKP reports C(ErrTransitionNotSupported); on timeout
+    reports every condition that is not True, with its message.
+  - The action plugin of this module prints each condition change as it happens (for example
+    C(TransitionContainerdConfigReady=True)), for Local also how to push the images, so a long switch
+    shows progress in the playbook output and in AWX.
+  - O(license) and O(password) are never shown - not in results, diff, progress or errors.
+author: deckhouse.platform developers (!UNKNOWN)
+options:
+  mode:
+    description:
+      - The registry mode. C(Unmanaged) without O(images_repo) is the non-configurable Unmanaged mode; with it,
+        the configurable one (an C(unmanaged) section).
+      - Required unless O(settings) is given.
+    type: str
+    choices: [Unmanaged, Direct, Proxy, Local]
+  images_repo:
+    description:
+      - Repository with the platform images, C(host[:port]/path) without a scheme (C(imagesRepo)), for
+        example C(registry.deckhouse.io/deckhouse/ee). Required for Direct and Proxy.
+    type: str
+  scheme:
+    description: Protocol to reach O(images_repo) (C(scheme)); DKP's default is C(HTTPS).
+    type: str
+    choices: [HTTP, HTTPS]
+  license:
+    description: License key for the registry (C(license)); excludes O(username)/O(password).
+    type: str
+  username:
+    description: Registry user (C(username)); needs O(password).
+    type: str
+  password:
+    description: Registry password (C(password)); needs O(username).
+    type: str
+  ca:
+    description: PEM certificate of the CA that signed the registry's certificate (C(ca)).
+    type: str
+  check_mode:
+    description:
+      - DKP's image check mode (C(checkMode)) - C(Default) checks every required image in the new registry,
+        C(Relax) only the Deckhouse image (for edition switches). Not Ansible's check mode.
+    type: str
+    choices: [Default, Relax]
+  ttl:
+    description: Proxy only - how long the proxy caches images (C(ttl), like C(24h) or C(30m); at least 5 minutes).
+    type: str
+  from_current:
+    description:
+      - Take the registry parameters that the task does not give from the section of the mode the cluster is in
+        now (for example keep the upstream registry and license of Proxy when switching to Direct). C(ttl) is
+        only carried over to Proxy. The carried values never appear in the output.
+    type: bool
+    default: false
+  settings:
+    description:
+      - The complete C(spec.settings.registry) to set, for example a RV(restore_point) saved before a switch, to
+        roll back. Excludes O(mode) and the registry parameters; checked by the same rules.
+      - Its C(license) and C(password) values are never shown.
+    type: dict
+  return_restore_point:
+    description:
+      - Also return RV(restore_point) - the registry settings before the task, with license and password in
+        clear, for a later rollback with O(settings). Only allowed on a task with C(no_log=true).
+    type: bool
+    default: false
+  write:
+    description:
+      - V(false) writes nothing - the task only reports on (and with O(wait) waits for) a switch to O(mode) made
+        earlier, for example by a task that had O(wait=false) (pass its RV(wait_baseline) as O(baseline)).
+    type: bool
+    default: true
+  check_transition:
+    description:
+      - Refuse transitions that DKP does not support before writing. Turn off only to validate the second hop of
+        a two-hop switch ahead of time (in check mode).
+    type: bool
+    default: true
+  wait:
+    description: Follow C(registry-state) until the switch to O(mode) completes.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for the switch to complete. For Local, counted from the moment the images are found in
+        the in-cluster registry (see O(images_wait_timeout)).
+    type: int
+    default: 1800
+  images_wait_timeout:
+    description:
+      - Local only - seconds to wait for the platform images to be pushed into the in-cluster registry
+        (condition C(RegistryContainsRequiredImages)).
+    type: int
+    default: 3600
+  baseline:
+    description:
+      - The registry-state recorded before an earlier write, as returned in RV(wait_baseline) by an earlier task
+        (typically with O(wait=false)). Lets a later task wait for that write without taking the state from
+        before it as done. Ignored when this task writes itself.
+    type: dict
+extends_documentation_fragment:
+  - deckhouse.platform.connection
+  - deckhouse.platform.attributes
+  - deckhouse.platform.attributes.CHECK_MODE_WRITE
+seealso:
+  - module: deckhouse.platform.registry_state_info
+  - module: deckhouse.platform.preflight
+"""
+
+EXAMPLES = r"""
+- name: Switch to Direct with a license and wait, printing every condition change
+  deckhouse.platform.registry_mode:
+    mode: Direct
+    images_repo: registry.deckhouse.io/deckhouse/ee
+    license: "{{ dkp_license }}"
+    wait: true
+
+- name: Proxy with a one-day cache
+  deckhouse.platform.registry_mode:
+    mode: Proxy
+    images_repo: registry.deckhouse.io/deckhouse/ee
+    license: "{{ dkp_license }}"
+    ttl: 24h
+    wait: true
+    wait_timeout: 3600
+
+- name: Write now, wait in a later task
+  deckhouse.platform.registry_mode:
+    mode: Local
+  register: registry_write
+
+- name: Wait (prints how to push the images while RegistryContainsRequiredImages is False)
+  deckhouse.platform.registry_mode:
+    mode: Local
+    wait: true
+    baseline: "{{ registry_write.wait_baseline }}"
+"""
+
+RETURN = r"""
+settings:
+  description: C(spec.settings.registry) after the task (the dry-run result in check mode), license and password redacted.
+  returned: always
+  type: dict
+  sample: {mode: Direct, direct: {imagesRepo: registry.example.com/deckhouse/ee, license: VALUE_SPECIFIED_IN_NO_LOG_PARAMETER}}
+settings_before:
+  description: C(spec.settings.registry) before the task, redacted.
+  returned: always
+  type: dict
+method:
+  description: C(patch), C(create) or C(none).
+  returned: always
+  type: str
+mode:
+  description: The target mode of the task.
+  returned: always
+  type: str
+current_mode:
+  description: The mode the cluster ran before the task (registry-state C(mode), else the ModuleConfig's).
+  returned: always
+  type: str
+restart:
+  description:
+    - What DKP restarts because of this change - C(deckhouse), C(all_components) (the first switch away from
+      Unmanaged, or a change in Unmanaged mode) and the C(reason).
+  returned: always
+  type: dict
+wait_baseline:
+  description: The registry-state before the write (exists, mode, target_mode, hash, written), for O(baseline).
+  returned: always
+  type: dict
+state:
+  description: The registry-state summary at the end (see M(deckhouse.platform.registry_state_info)).
+  returned: when wait is true
+  type: dict
+progress:
+  description: Every condition change seen while waiting - after (seconds), type, status, reason, message.
+  returned: when wait is true
+  type: list
+  elements: dict
+timings:
+  description: Per condition, seconds after the start when it was first reported and when it became True.
+  returned: when wait is true
+  type: list
+  elements: dict
+local_push:
+  description:
+    - For mode Local - where and how to push the platform images (C(d8 mirror push) to
+      C(registry.<publicDomain>/system/deckhouse) as the rw user of Secret C(d8-system/registry-user-rw)). The
+      password is never included; the command reads it from the Secret.
+  returned: when mode is Local
+  type: dict
+restore_point:
+  description: The registry settings before the task, license and password in clear (see O(return_restore_point)).
+  returned: when return_restore_point is true
+  type: dict
+diff:
+  description: C(spec.settings.registry) before and after, secrets redacted.
+  returned: in diff mode, when changed
+  type: dict
+"""
+
+import copy
+import time
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import (
+    DECKHOUSE_CONFIG,
+    NAMESPACE,
+    PARAM_KEYS,
+    RW_USER_SECRET,
+    SECTIONS,
+    STATE_SECRET,
+    SwitchTracker,
+    build_settings,
+    check_params,
+    desired_config,
+    effective_mode,
+    follow_switch,
+    is_configurable,
+    live_mode,
+    live_registry,
+    local_push_instructions,
+    parse_state,
+    redact_settings,
+    restart_impact,
+    settings_match,
+    state_baseline,
+    transition_error,
+    validate_settings,
+    wait_for_change,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import ensure
+
+
+def resolve(params, live_config):
+    """(mode, wanted spec.settings.registry) from the task; raises DkpError on invalid input."""
+    if params.get("settings") is not None:
+        wanted = copy.deepcopy(params["settings"])
+        errors = validate_settings(wanted)
+        if errors:
+            raise DkpError("Invalid registry settings in `settings`: %s" % " ".join(errors))
+        return live_mode(wanted), wanted
+    mode = params["mode"]
+    values = dict(params)
+    if params.get("from_current"):
+        live = live_registry(live_config)
+        current = live.get(SECTIONS.get(live_mode(live)) or "") or {}
+        for name, key in PARAM_KEYS:
+            if values.get(name) in (None, "") and current.get(key) not in (None, ""):
+                if key == "ttl" and mode != "Proxy":
+                    continue
+                values[name] = current[key]
+    check_params(mode, values)
+    return mode, build_settings(mode, values)
+
+
+def plan(params, live_config, state):
+    """What the task will do, before writing: (mode, wanted settings, changed, current mode, restart)."""
+    mode, wanted = resolve(params, live_config)
+    live = live_registry(live_config)
+    changed = not settings_match(live, wanted)
+    current = effective_mode(state["mode"]) if state["exists"] else live_mode(live)
+    if changed and params.get("check_transition", True):
+        error = transition_error(current, mode, is_configurable(wanted))
+        if error:
+            raise DkpError("Refusing to write the registry settings: %s" % error, current_mode=current)
+    return mode, wanted, changed, current, restart_impact(current, mode, changed)
+
+
+def local_push(client):
+    """Instructions for Local; a refused read of the rw Secret only loses the login name."""
+    try:
+        global_config = client.get("ModuleConfig", "global")
+    except DkpError:
+        global_config = None
+    try:
+        rw = client.get("Secret", RW_USER_SECRET, NAMESPACE)
+    except DkpError:
+        rw = None
+    return local_push_instructions(global_config, rw)
+
+
+def protect_settings(module, settings):
+    """Mask the license/password inside `settings` everywhere in the output, like no_log parameters (a no_log
+    dict would mask every value in it, even the mode)."""
+    for values in (settings or {}).values():
+        if isinstance(values, dict):
+            for key in ("license", "password"):
+                if values.get(key) not in (None, ""):
+                    module.ansible.no_log_values.add(str(values[key]))
+
+
+def run(module):
+    params = module.params
+    client = module.client
+    protect_settings(module, params.get("settings"))
+    if params.get("return_restore_point") and not module.ansible.no_log:
+        raise DkpError("return_restore_point returns the registry license/password in clear: set `no_log: true` "
+                       "on the task")
+    config = client.get("ModuleConfig", DECKHOUSE_CONFIG)
+    state_secret = client.get("Secret", STATE_SECRET, NAMESPACE)
+    state = parse_state(state_secret)
+    state_rv = ((state_secret or {}).get("metadata") or {}).get("resourceVersion")
+    live = live_registry(config)
+    result = {"settings_before": redact_settings(live)}
+    if params.get("return_restore_point"):
+        result["restore_point"] = live
+
+    if params["write"]:
+        mode, wanted, needs_write, current, restart = plan(params, config, state)
+    else:
+        mode = params["mode"] or live_mode(params.get("settings"))
+        needs_write = False
+        current = effective_mode(state["mode"]) if state["exists"] else live_mode(live)
+        restart = restart_impact(current, mode, False)
+
+    def desired(obj):
+        if settings_match(live_registry(obj), wanted):
+            return obj
+        return desired_config(obj, wanted)
+
+    result.update(mode=mode, current_mode=current, restart=restart)
+    if needs_write:
+        res = ensure(client, "ModuleConfig", DECKHOUSE_CONFIG, desired, check_mode=module.check_mode)
+        changed, method, after = res.changed, res.method, res.after
+    else:
+        changed, method, after = False, "none", config
+    written = changed and not module.check_mode
+    result.update(changed=changed, method=method, settings=redact_settings(live_registry(after)))
+    if module.diff_mode and changed:
+        result["diff"] = {"before": {"registry": result["settings_before"]},
+                          "after": {"registry": result["settings"]}}
+    baseline = state_baseline(state, written, state_rv)
+    if not written and params.get("baseline"):
+        baseline = dict(params["baseline"])
+    result["wait_baseline"] = baseline
+    if mode == "Local":
+        result["local_push"] = local_push(client)
+    if not changed:
+        result["restart"] = restart_impact(current, mode, False)
+
+    if params["wait"] and not module.check_mode:
+        tracker = SwitchTracker(mode, baseline)
+
+        replay = bool(baseline.get("written") and baseline.get("fingerprint"))
+        cursor = {"rv": baseline.get("resource_version")} if replay else {}
+
+        def step(since, timeout):
+            summary = wait_for_change(client, since, timeout, cursor.get("rv"))[0]
+            cursor["rv"] = summary.pop("resource_version", None)
+            return summary
+
+        started = time.monotonic()
+        try:
+            final = follow_switch(step, tracker, params["wait_timeout"], params["images_wait_timeout"],
+                                  push=result.get("local_push"), since=baseline["fingerprint"] if replay else None)
+        except DkpError as e:
+            raise DkpError(e.msg, changed=changed, settings=result["settings"], wait_baseline=baseline,
+                           restart=result["restart"], **e.details)
+        final.pop("history", None)
+        result.update(state=final, progress=tracker.events, timings=tracker.timings(),
+                      duration=round(time.monotonic() - started, 1))
+    return result
+
+
+def main():
+    module = DkpModule(
+        argument_spec=dict(
+            mode=dict(type="str", choices=["Unmanaged", "Direct", "Proxy", "Local"]),
+            images_repo=dict(type="str"),
+            scheme=dict(type="str", choices=["HTTP", "HTTPS"]),
+            license=dict(type="str", no_log=True),
+            username=dict(type="str"),
+            password=dict(type="str", no_log=True),
+            ca=dict(type="str"),
+            check_mode=dict(type="str", choices=["Default", "Relax"]),
+            ttl=dict(type="str", no_log=False),
+            from_current=dict(type="bool", default=False),
+            settings=dict(type="dict", no_log=False),  # its license/password are registered as no_log values
+            return_restore_point=dict(type="bool", default=False),
+            write=dict(type="bool", default=True),
+            check_transition=dict(type="bool", default=True),
+            wait=dict(type="bool", default=False),
+            wait_timeout=dict(type="int", default=1800),
+            images_wait_timeout=dict(type="int", default=3600),
+            baseline=dict(type="dict"),
+        ),
+        supports_check_mode=True,
+        required_one_of=[("mode", "settings")],
+        mutually_exclusive=[("settings", name) for name in ("mode", "images_repo", "scheme", "license", "username",
+                                                            "password", "ca", "check_mode", "ttl", "from_current")],
+    )
+    module.run(lambda: run(module))
+
+
+if __name__ == "__main__":
+    main()
