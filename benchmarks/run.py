@@ -39,7 +39,7 @@ def play_time(kubeconfig, task, count, repeats):
         path = pathlib.Path(tmp) / "bench.yml"
         tasks = [dict(task, name="t%d" % i) for i in range(count)]
         path.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
-        env = collection_env(kubeconfig, {"ANSIBLE_CALLBACKS_ENABLED": "", "DKP_RECORD_FILE": ""})
+        env = collection_env(kubeconfig, record=False)
         cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), str(path)]
         for dummy in range(repeats):
             start = time.monotonic()

@@ -41,6 +41,15 @@ PREPARE = """\
 """
 
 
+SWITCH_VARS = """\
+registry_switch_mode: Direct
+registry_switch_images_repo: registry.deckhouse.io/deckhouse/ee
+registry_switch_license: DEMO-LICENSE-NOT-A-SECRET
+registry_switch_confirm_restart: true
+registry_switch_report_dir: {report_dir}
+"""
+
+
 def ansible_playbook(env, *args):
     cmd = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), *args]
     print("\n$ " + " ".join(str(a) for a in cmd), flush=True)
@@ -59,16 +68,15 @@ def main():
         kubeconfig = info.kubeconfig
         (d / "inventory.yml").write_text(INVENTORY.format(kubeconfig=kubeconfig))
         (d / "prepare.yml").write_text(PREPARE.format(kubeconfig=kubeconfig))
-        env = collection_env(kubeconfig, {"ANSIBLE_CALLBACKS_ENABLED": "", "ANSIBLE_STDOUT_CALLBACK": "default"})
+        env = collection_env(kubeconfig, record=False)
         if ansible_playbook(env, str(d / "prepare.yml")) != 0:
             return 1
-        rc = ansible_playbook(
-            env, "-i", str(d / "inventory.yml"), "playbooks/registry_switch.yml",
-            "-e", "registry_switch_mode=Direct",
-            "-e", "registry_switch_images_repo=registry.deckhouse.io/deckhouse/ee",
-            "-e", "registry_switch_license=DEMO-LICENSE-NOT-A-SECRET",
-            "-e", "registry_switch_confirm_restart=true",
-            "-e", "registry_switch_report_dir=%s" % d)
+        # Secrets go in a private vars file, never on a command line (ps, shell history, CI logs).
+        switch_vars = d / "switch-vars.yml"
+        switch_vars.write_text(SWITCH_VARS.format(report_dir=d))
+        switch_vars.chmod(0o600)
+        rc = ansible_playbook(env, "-i", str(d / "inventory.yml"), "playbooks/registry_switch.yml",
+                              "-e", "@%s" % switch_vars)
         report = d / "registry-switch-demo.json"
         if report.exists():
             print("\nReport (%s):" % report)

@@ -36,7 +36,9 @@ class PlaybookRun:
         return [r for r in self.records if r["status"] == "failed"]
 
 
-def collection_env(kubeconfig, extra=None):
+def collection_env(kubeconfig, extra=None, record=True):
+    """Environment for ansible-playbook with this checkout as deckhouse.platform; `record` enables the
+    test callback that writes task results to $DKP_RECORD_FILE."""
     bindir = pathlib.Path(sys.executable).parent
     coll = ROOT / ".local" / "collections"
     (coll / "ansible_collections" / "deckhouse").mkdir(parents=True, exist_ok=True)
@@ -48,13 +50,13 @@ def collection_env(kubeconfig, extra=None):
         "ANSIBLE_COLLECTIONS_PATH": str(coll),
         "ANSIBLE_CONFIG": str(ROOT / "tests" / "ansible.cfg"),
         "ANSIBLE_PYTHON_INTERPRETER": sys.executable,
-        "ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback"),
-        "ANSIBLE_CALLBACKS_ENABLED": "record",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "K8S_AUTH_KUBECONFIG": str(kubeconfig),
         "PATH": "%s:%s" % (bindir, env.get("PATH", "")),
     })
+    if record:
+        env.update({"ANSIBLE_CALLBACK_PLUGINS": str(HERE / "callback"), "ANSIBLE_CALLBACKS_ENABLED": "record"})
     env.update(extra or {})
     return env
 
