@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import random
 import socket
 import time
@@ -601,7 +602,7 @@ class DkpClient:
                 if ws.peek_stderr():
                     stderr.append(ws.read_stderr())
             timed_out = ws.is_open()
-            rc = ws.returncode if not timed_out else None
+            rc = None if timed_out else _exec_returncode(ws)
         finally:
             ws.close()
         if timed_out:
@@ -630,6 +631,16 @@ class DkpClient:
             # impersonation headers: deckhouse_queue_info warns about that).
             api_client.set_default_header("authorization", auth)
         return api_client
+
+
+def _exec_returncode(ws):
+    """The command's exit code. Some kubelets (kwok among them) report a failure without the
+    NonZeroExitCode cause the client parses, only "... exit status N" in the message."""
+    try:
+        return ws.returncode
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        match = re.search(r"exit status (\d+)", str(e))
+        return int(match.group(1)) if match else 1
 
 
 def _decode(data):

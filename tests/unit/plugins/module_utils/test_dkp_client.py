@@ -85,3 +85,18 @@ def test_missing_kubeconfig_is_a_clear_error(tmp_path):
 def test_no_proxy_matching():
     assert c._bypasses_proxy("https://api.cluster.local:6443", "localhost,.cluster.local")
     assert not c._bypasses_proxy("https://api.example.com", "cluster.local")
+
+
+class _FakeWs:
+    def __init__(self, error):
+        self.error = error
+
+    @property
+    def returncode(self):
+        raise ValueError(self.error)
+
+
+def test_exec_returncode_from_a_failure_without_cause():
+    msg = "invalid literal for int() with base 10: 'error executing command in container: exit status 52'"
+    assert c._exec_returncode(_FakeWs(msg)) == 52
+    assert c._exec_returncode(_FakeWs("no code at all")) == 1
