@@ -89,7 +89,7 @@ def main():
         "", "| task | ms per task |", "|---|---:|"]
     lines += ["| %s | %.0f |" % (label, ms) for label, ms in rows]
     floor = rows[0][1]
-    overheads = ["%s +%.0f ms" % (label.split(",")[0], ms - floor) for label, ms in rows[1:]]
+    overheads = ["%s %+.0f ms" % (label.split(",")[0], ms - floor) for label, ms in rows[1:]]
     lines += ["", "Overhead over the floor: " + ", ".join(overheads), ""]
     text = "\n".join(lines)
     print(text)
