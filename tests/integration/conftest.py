@@ -6,6 +6,19 @@ import pytest
 from harness import cluster
 
 
+@pytest.fixture
+def kc(dkp_cluster):
+    """Kubeconfig path of the local DKP cluster."""
+    return dkp_cluster.kubeconfig
+
+
+@pytest.fixture
+def api(kube):
+    """CustomObjectsApi for the deckhouse.io objects (admin)."""
+    from kubernetes import client
+    return client.CustomObjectsApi(kube)
+
+
 @pytest.fixture(scope="session")
 def bare_cluster(tmp_path_factory):
     """Kubeconfig of a real kube-apiserver that serves no deckhouse.io kinds (a plain Kubernetes cluster)."""

@@ -17,17 +17,6 @@ def mc_task(task_name="set", /, **params):
     return {"name": task_name, MC: params, "register": "out"}
 
 
-@pytest.fixture
-def kc(dkp_cluster):
-    return dkp_cluster.kubeconfig
-
-
-@pytest.fixture
-def api(kube):
-    from kubernetes import client
-    return client.CustomObjectsApi(kube)
-
-
 def get_mc(api, name):
     from kubernetes.client.rest import ApiException
     try:

@@ -16,17 +16,6 @@ def mpo_task(title="mpo", **params):
     return {"name": title, MPO: params, "register": "out", "ignore_errors": True}
 
 
-@pytest.fixture
-def kc(dkp_cluster):
-    return dkp_cluster.kubeconfig
-
-
-@pytest.fixture
-def api(kube):
-    from kubernetes import client
-    return client.CustomObjectsApi(kube)
-
-
 def get(api, plural, name, version):
     from kubernetes.client.rest import ApiException
     try:

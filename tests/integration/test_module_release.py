@@ -30,17 +30,6 @@ def mr_task(title="act", **params):
     return {"name": title, MR: params, "register": "out", "ignore_errors": True}
 
 
-@pytest.fixture
-def kc(dkp_cluster):
-    return dkp_cluster.kubeconfig
-
-
-@pytest.fixture
-def api(kube):
-    from kubernetes import client
-    return client.CustomObjectsApi(kube)
-
-
 def get(api, plural, name, version="v1alpha1"):
     from kubernetes.client.rest import ApiException
     try:

@@ -20,17 +20,6 @@ def ms_task(title="src", **params):
     return {"name": title, MS: params, "register": "out", "ignore_errors": True}
 
 
-@pytest.fixture
-def kc(dkp_cluster):
-    return dkp_cluster.kubeconfig
-
-
-@pytest.fixture
-def api(kube):
-    from kubernetes import client
-    return client.CustomObjectsApi(kube)
-
-
 def get_source(api, name):
     from kubernetes.client.rest import ApiException
     try:

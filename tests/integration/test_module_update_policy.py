@@ -15,17 +15,6 @@ def mup_task(title="mup", **params):
 
 
 @pytest.fixture
-def kc(dkp_cluster):
-    return dkp_cluster.kubeconfig
-
-
-@pytest.fixture
-def api(kube):
-    from kubernetes import client
-    return client.CustomObjectsApi(kube)
-
-
-@pytest.fixture
 def policy(api):
     delete_policy(api, "night")
     yield "night"

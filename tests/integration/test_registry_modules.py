@@ -24,11 +24,6 @@ NO_LOG = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 
 
 @pytest.fixture
-def kc(dkp_cluster):
-    return dkp_cluster.kubeconfig
-
-
-@pytest.fixture
 def cluster(kube, fresh_simulator):
     return Cluster(kube)
 
