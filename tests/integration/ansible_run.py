@@ -87,6 +87,11 @@ def run_playbook(kubeconfig, playbook, check=False, diff=False, verbosity=0, ext
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, records)
 
 
+def task_status(run, title):
+    """How the task ended: ok, failed or skipped (a failed result carries no `failed` key when ignored)."""
+    return [r for r in run.records if r["task"] == title][-1]["status"]
+
+
 def run_tasks(kubeconfig, tasks, **kwargs):
     """Run `tasks` in one localhost play."""
     play = [{"name": "test", "hosts": "localhost", "gather_facts": False, "tasks": tasks}]

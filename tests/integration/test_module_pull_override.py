@@ -7,6 +7,8 @@ import time
 import pytest
 
 from ansible_run import run_tasks
+from ansible_run import task_status as status
+from dkp_audit import our_writes
 
 MPO = "deckhouse.platform.module_pull_override"
 MODULE = "hello-world"
@@ -28,15 +30,6 @@ def get(api, plural, name, version):
 
 def get_mpo(api, name=MODULE):
     return get(api, "modulepulloverrides", name, "v1alpha2")
-
-
-def our_writes(dkp_cluster, mark, **filters):
-    return [w for w in dkp_cluster.writes_since(mark, **filters) if w.user_agent.startswith("deckhouse.platform")]
-
-
-def status(run, title):
-    """How the task ended: ok, failed or skipped (a failed result carries no `failed` key when ignored)."""
-    return [r for r in run.records if r["task"] == title][-1]["status"]
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import time
 import pytest
 
 from ansible_run import run_tasks
+from ansible_run import task_status as status
+from dkp_audit import our_writes
 
 MR = "deckhouse.platform.module_release"
 INFO = "deckhouse.platform.module_release_info"
@@ -65,16 +67,6 @@ def eventually(check, timeout=60, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting for %s" % what)
         time.sleep(0.2)
-
-
-def our_writes(dkp_cluster, mark, **filters):
-    """Writes this collection sent (DkpClient's user agent) since `mark`; the simulator's are left out."""
-    return [w for w in dkp_cluster.writes_since(mark, **filters) if w.user_agent.startswith("deckhouse.platform")]
-
-
-def status(run, title):
-    """How the task ended: ok, failed or skipped (a failed result carries no `failed` key when ignored)."""
-    return [r for r in run.records if r["task"] == title][-1]["status"]
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import json
 import pytest
 
 from ansible_run import run_tasks
+from ansible_run import task_status as status
+from dkp_audit import our_writes
 
 MS = "deckhouse.platform.module_source"
 REPO = "registry.example.com/deckhouse/modules"
@@ -33,15 +35,6 @@ def get_source(api, name):
 def docker_cfg(obj):
     value = (((obj or {}).get("spec") or {}).get("registry") or {}).get("dockerCfg")
     return json.loads(base64.b64decode(value)) if value else None
-
-
-def our_writes(dkp_cluster, mark, **filters):
-    return [w for w in dkp_cluster.writes_since(mark, **filters) if w.user_agent.startswith("deckhouse.platform")]
-
-
-def status(run, title):
-    """How the task ended: ok, failed or skipped (a failed result carries no `failed` key when ignored)."""
-    return [r for r in run.records if r["task"] == title][-1]["status"]
 
 
 def secret_forms(user, password):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import pytest
 
 from ansible_run import run_tasks
+from ansible_run import task_status as status
+from dkp_audit import our_writes
 
 MUP = "deckhouse.platform.module_update_policy"
 WINDOWS_MESSAGE = ("Invalid update windows. Start time (windows.from) should be less than the end time of the "
@@ -38,15 +40,6 @@ def delete_policy(api, name):
     except ApiException as e:
         if e.status != 404:
             raise
-
-
-def our_writes(dkp_cluster, mark, **filters):
-    return [w for w in dkp_cluster.writes_since(mark, **filters) if w.user_agent.startswith("deckhouse.platform")]
-
-
-def status(run, title):
-    """How the task ended: ok, failed or skipped (a failed result carries no `failed` key when ignored)."""
-    return [r for r in run.records if r["task"] == title][-1]["status"]
 
 
 WINDOWS = [{"days": ["Mon", "Tue"], "from": "1:00", "to": "4:30"}, {"from": "22:00", "to": "23:59"}]
