@@ -13,7 +13,10 @@ controller judges every step with the same SwitchTracker the module uses and pri
 with Ansible's Display, which reaches the terminal and AWX's job output at once.
 """
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import time
 

@@ -10,7 +10,10 @@ exec-plugin and OIDC support) but are built here, which gives one place for retr
 impersonation and error translation.
 """
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import json
 import os

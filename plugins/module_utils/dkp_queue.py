@@ -9,7 +9,10 @@ The leader pod (d8-system, labels app=deckhouse,leader=true) serves shell-operat
 `:failures N:` inside task descriptions, so those are parsed out.
 """
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import json
 import re

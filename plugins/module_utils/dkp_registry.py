@@ -14,7 +14,10 @@ Pure logic, importable on the controller (action plugin, lookup) and in modules:
   progress, completion, fail-fast errors and the timeout message.
 """
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import base64
 import binascii

@@ -7,7 +7,10 @@ update windows and duration strings. Pure logic, except `list_module_releases` a
 which read through a DkpClient.
 """
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import re
 

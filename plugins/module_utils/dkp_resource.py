@@ -8,7 +8,10 @@ Nothing here talks to the network except `ensure`, which drives a DkpClient thro
 read -> compute -> guarded patch -> (409: re-read) loop.
 """
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import copy
 

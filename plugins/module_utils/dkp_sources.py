@@ -5,7 +5,10 @@
 """ModuleSource semantics: registry credentials (dockerCfg) built and compared by value, the
 Deckhouse-owned source guard, and status summaries. Pure logic."""
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import base64
 import binascii

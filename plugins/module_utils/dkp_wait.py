@@ -11,7 +11,10 @@ Freshness is the caller's business: predicates must reject a state that predates
 example by requiring a condition that the write itself resets).
 """
 
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import time
 

@@ -1,4 +1,8 @@
 """Make `ansible_collections.deckhouse.platform` importable when pytest runs outside ansible-test."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pathlib
 import sys
 

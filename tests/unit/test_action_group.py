@@ -1,4 +1,8 @@
 """Every module must be reachable through module_defaults' group/deckhouse.platform.dkp."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
 import pathlib
 
 import yaml

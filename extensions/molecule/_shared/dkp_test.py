@@ -11,7 +11,10 @@
 The audit log is flushed asynchronously: audit-writes first sends a dry-run request with a unique name and
 waits until that request is in the log, so every request made before it is in the log too.
 """
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import argparse
 import json

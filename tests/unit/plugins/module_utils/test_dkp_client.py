@@ -1,4 +1,7 @@
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_client as c
 

@@ -1,5 +1,8 @@
 """Parsing Deckhouse's queue dump and reading it through the leader pod (fake client)."""
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import json
 

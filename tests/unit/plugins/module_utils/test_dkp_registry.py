@@ -1,5 +1,8 @@
 """Pure logic of registry switches: settings, transitions, registry-state, the switch tracker."""
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import base64
 

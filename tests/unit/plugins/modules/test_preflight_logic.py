@@ -1,5 +1,8 @@
 """preflight: the node and transition verdicts (pure)."""
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 from ansible_collections.deckhouse.platform.plugins.modules import preflight as pf
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import parse_state

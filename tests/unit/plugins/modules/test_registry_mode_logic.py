@@ -1,5 +1,8 @@
 """registry_mode: the plan made before any write (pure)."""
+from __future__ import absolute_import, division, print_function
 from __future__ import annotations
+
+__metaclass__ = type
 
 import pytest
 
