@@ -16,7 +16,7 @@ description:
   - Returns a summary of each named Module (phase, enabled, ready, source, version, weight, conditions),
     the same fields as M(deckhouse.platform.module_info).
   - A Module that does not exist gives O(default) (an empty dictionary when unset).
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   _terms:
     description: Module names.

@@ -16,7 +16,7 @@ description:
   - Returns C(spec.settings) of each named ModuleConfig, or its whole C(spec) with O(spec=true).
   - A ModuleConfig that does not exist gives O(default) (an empty dictionary when unset).
   - Secret-looking settings (passwords, licenses, tokens, dockerCfg) are redacted.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   _terms:
     description: ModuleConfig (module) names.

@@ -18,7 +18,7 @@ description:
   - A module without releases (or without a Deployed one) gives O(default); when O(default) is unset, an empty
     list (an empty dictionary with O(deployed=true)).
   - A cluster that does not serve ModuleRelease fails the lookup with a clear message.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   _terms:
     description: Module names.

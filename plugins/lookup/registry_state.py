@@ -20,7 +20,7 @@ description:
     the result.
   - When the Secret does not exist the result has C(exists=false); that is not an error.
   - Terms are ignored; call it without terms.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   _terms:
     description: Not used.

@@ -23,7 +23,7 @@ description:
   - While the leader pod is being replaced (Deckhouse restarts after every registry or module change) the
     read is retried for up to O(leader_wait_timeout) seconds. No leader pod at all, or an RBAC refusal of
     C(pods/exec), fails with a message saying what to do.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   leader_wait_timeout:
     description:

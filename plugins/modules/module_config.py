@@ -20,7 +20,7 @@ description:
   - C(changed) is decided from spec, labels and annotations before any wait; status never counts.
   - Optionally waits until the Module is Ready (or disabled), failing early when the ModuleConfig reports
     an error.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: Module name (the ModuleConfig's name), for example C(cert-manager), or C(global).

@@ -16,7 +16,7 @@ version_added: 0.1.0
 description:
   - Returns one ModuleConfig (O(name)) or all of them, with C(status.version) and C(status.message).
   - Secret-looking settings (passwords, licenses, tokens, dockerCfg) are redacted.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: Name of one ModuleConfig. Omit to list all.

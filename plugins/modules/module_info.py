@@ -17,7 +17,7 @@ description:
   - Returns one Module (O(name)) or all Modules, optionally filtered.
   - C(ready) follows DKP's READY column (phase C(Ready) and condition C(IsReady=True)). A disabled module
     can keep phase C(Ready), so C(enabled) comes from condition C(EnabledByModuleManager).
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: Name of one Module. Omit to list all.

@@ -19,7 +19,7 @@ description:
     process the module's Pending releases; every new image digest restarts Deckhouse.
   - Only the fields the task names are written (a JSON merge patch guarded by the object's resourceVersion).
   - The module must be enabled in its ModuleConfig for a first override to take effect.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: Module name (the ModulePullOverride is named after the module).

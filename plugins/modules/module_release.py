@@ -25,7 +25,7 @@ description:
   - C(reinstall) is an action; every run on a Deployed release without a pending reinstall request
     reinstalls the module again (C(changed=true)). Guard it with a condition when the play runs repeatedly.
   - C(changed) is decided before any wait. In check mode the annotation is sent as a server-side dry run.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: ModuleRelease name, C(<module>-v<version>), for example C(console-v1.2.3).

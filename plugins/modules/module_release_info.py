@@ -20,7 +20,7 @@ description:
     deploys comes first), whatever O(phase) selects.
   - For every Pending release, RV(releases[].blocked_by) turns its message into machine-readable reasons
     (approval needed, update window, requirements, awaiting another release, ...).
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   module:
     description: Only the releases of this module.

@@ -23,7 +23,7 @@ description:
   - The ModuleSource C(deckhouse) is rendered by Deckhouse (label C(heritage=deckhouse)); DKP lets users change
     only its C(scanInterval). A task that would change anything else on it, or on any other Deckhouse-owned
     source, fails before writing and says so.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: ModuleSource name.

@@ -19,7 +19,7 @@ description:
   - Only the fields the task names are written (a JSON merge patch guarded by the object's resourceVersion).
   - Update windows are checked before anything is written, with DKP's own wording; a window must start
     before it ends on the same day (UTC).
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: ModuleUpdatePolicy name.

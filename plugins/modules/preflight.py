@@ -28,7 +28,7 @@ description:
     or through O(via); and no other switch is in progress. A switch already under way toward
     O(target_mode) (or O(via)) passes as a resume.
   - Read-only; runs unchanged in check mode.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   checks:
     description: The checks to run.

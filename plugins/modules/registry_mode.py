@@ -32,7 +32,7 @@ description:
     C(TransitionContainerdConfigReady=True)), for Local also how to push the images, so a long switch
     shows progress in the playbook output and in AWX.
   - O(license) and O(password) are never shown - not in results, diff, progress or errors.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   mode:
     description:

@@ -26,7 +26,7 @@ description:
   - With O(changed_since) the module long-polls - it watches the Secret and returns as soon as what it
     shows differs from that fingerprint, or after O(wait_timeout) seconds. The action plugin of
     M(deckhouse.platform.registry_mode) uses this to print every condition change as it happens.
-author: deckhouse.platform developers (!UNKNOWN)
+author: deckhouse.platform contributors (@deckhouse)
 options:
   changed_since:
     description:
