@@ -15,11 +15,12 @@ export ANSIBLE_CONFIG := $(ROOT)/tests/ansible.cfg
 export PATH := $(VENV)/bin:$(PATH)
 export ANSIBLE_PYTHON_INTERPRETER := $(PY)
 
-.PHONY: help venv bins collection cluster-up cluster-down demo test sanity lint docs-check units integration docs bench clean
+.PHONY: help venv bins collection cluster-up cluster-down integration-smoke-1.75 demo test sanity lint docs-check units integration docs matrix matrix-ends galaxy-import bench clean
 
 help:
 	@echo "make demo        build what is needed, start the local DKP cluster, run the registry switch, stop it"
-	@echo "make test        everything CI checks: sanity, lint, unit and integration tests"
+	@echo "make test        everything CI checks: sanity, lint, docs, unit tests (also on ansible-core $(firstword $(MATRIX_ENDS)) and $(lastword $(MATRIX_ENDS))), galaxy-importer, integration tests"
+	@echo "make matrix      sanity and unit tests on every tested ansible-core, integration smoke on the newest"
 	@echo "make cluster-up  start the local DKP cluster (.local/cluster/kubeconfig); make cluster-down stops it"
 
 $(PY): tests/requirements.txt requirements.txt
@@ -37,11 +38,21 @@ collection:
 	@mkdir -p $(COLLECTIONS)/ansible_collections/deckhouse
 	@ln -sfn $(ROOT) $(COLLECTIONS)/ansible_collections/deckhouse/platform
 
+# DKP_VERSION=1.75|1.76 (default 1.76): the DKP release the local cluster models.
+DKP_VERSION ?= 1.76
 cluster-up: venv bins collection
-	$(PY) tests/harness/cluster.py up --dir $(CLUSTER_DIR)
+	$(PY) tests/harness/cluster.py up --dir $(CLUSTER_DIR) --dkp-version $(DKP_VERSION)
 
 cluster-down: venv
 	$(PY) tests/harness/cluster.py down --dir $(CLUSTER_DIR)
+
+# Smoke run on DKP 1.75, in a cluster of its own (the 1.76 one at .local/cluster is not touched).
+SMOKE_175_DIR := $(ROOT)/.local/cluster-smoke-1.75
+SMOKE_175_TESTS ?= tests/integration/test_harness_versions.py
+integration-smoke-1.75: venv bins collection
+	$(PY) tests/harness/cluster.py up --dir $(SMOKE_175_DIR) --dkp-version 1.75
+	rc=0; DKP_VERSION=1.75 DKP_HARNESS_VERSIONS=1.75 DKP_KUBECONFIG=$(SMOKE_175_DIR)/kubeconfig $(PY) -m pytest -q $(SMOKE_175_TESTS) || rc=$$?; \
+	  $(PY) tests/harness/cluster.py down --dir $(SMOKE_175_DIR); exit $$rc
 
 demo: venv bins collection
 	$(PY) tests/harness/demo.py --dir $(ROOT)/.local/demo
@@ -68,10 +79,25 @@ docs: venv collection
 docs-check: venv collection
 	bash tests/docs.sh $(VENV) --check
 
+# The ansible-core matrix of tests/matrix/versions.txt, each version in its own cached venv: sanity and
+# unit tests on every version, the integration smoke (tests/matrix/smoke.txt) on the newest.
+# `make test` runs sanity and units on the lowest and the newest (MATRIX_ENDS).
+MATRIX_ENDS := $(shell awk '!/^\#/ && NF {print $$1}' tests/matrix/versions.txt | sed -n '1p;$$p')
+matrix: bins collection
+	bash tests/matrix.sh --sanity --units all
+	bash tests/matrix.sh --smoke $(lastword $(MATRIX_ENDS))
+
+matrix-ends: collection
+	bash tests/matrix.sh --sanity --units $(MATRIX_ENDS)
+
+# Build the tarball and import it with galaxy-importer (offline, its own cached venv).
+galaxy-import:
+	bash tests/galaxy_import.sh
+
 bench: venv bins collection
 	$(PY) benchmarks/run.py --record
 
-test: sanity lint docs-check units integration
+test: sanity lint docs-check units matrix-ends galaxy-import integration
 
 clean:
 	-$(PY) tests/harness/cluster.py down --dir $(CLUSTER_DIR)

@@ -6,6 +6,11 @@
   and ``K8S_AUTH_KUBECONFIG`` for the session.
 * ``kube``: a ``kubernetes.client.ApiClient`` for the admin kubeconfig.
 * ``simulator``: from ``harness.simulator.pytest_fixtures`` when that module exists.
+* ``dkp_version``: the DKP release the cluster models ("1.75" or "1.76"). A cluster started
+  here models env ``DKP_VERSION`` (default 1.76); a running one must match it when it is set.
+* ``dkp_cluster_for``: ``dkp_cluster_for("1.75")`` returns a cluster of that release: the
+  session's own when it matches, else a second one started once (in ``.local/cluster-dkp-<v>``)
+  and stopped at the end of the session. For the few version-specific harness tests.
 
 Audit log helpers (harness clusters only)::
 
@@ -32,10 +37,11 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from harness import cluster as _cluster  # noqa: E402
+from harness import versions as _versions  # noqa: E402
 
 from harness.simulator.pytest_fixtures import fresh_simulator, simulator  # noqa: E402
 
-__all__ = ["dkp_cluster", "kube", "simulator", "fresh_simulator"]
+__all__ = ["dkp_cluster", "kube", "simulator", "fresh_simulator", "dkp_version", "dkp_cluster_for"]
 
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 _SYNC_PREFIX = "dkp-audit-sync-"
@@ -119,6 +125,9 @@ class DkpCluster:
         self.kubeconfig = Path(kubeconfig)
         self.dir = Path(dir) if dir else None
         self.started_here = started_here
+        state = _cluster.read_state(self.dir) if self.dir else None
+        self.dkp_version = (state or {}).get("dkp_version") or os.environ.get("DKP_VERSION") \
+            or _versions.DEFAULT
         log = self.dir / "audit.log" if self.dir else None
         self.audit_log_path = log if log and log.exists() else None
         self._client = None
@@ -236,7 +245,7 @@ def dkp_cluster():
     elif _cluster.running(_cluster.DEFAULT_DIR):
         c = DkpCluster(_cluster.DEFAULT_DIR / "kubeconfig", _cluster.DEFAULT_DIR, started_here=False)
     else:
-        ci = _cluster.up(_cluster.DEFAULT_DIR)
+        ci = _cluster.up(_cluster.DEFAULT_DIR, dkp_version=os.environ.get("DKP_VERSION"))
         started = True
         c = DkpCluster(ci.kubeconfig, ci.dir, started_here=True)
     saved = {k: os.environ.get(k) for k in ("KUBECONFIG", "K8S_AUTH_KUBECONFIG")}
@@ -253,6 +262,39 @@ def dkp_cluster():
         if c._client is not None:
             c._client.close()
         if started:
+            _cluster.down(c.dir)
+
+
+@pytest.fixture(scope="session")
+def dkp_version(dkp_cluster) -> str:
+    want = os.environ.get("DKP_VERSION")
+    if want and _versions.normalise(want) != _versions.normalise(dkp_cluster.dkp_version):
+        pytest.exit(f"DKP_VERSION={want} but the cluster at {dkp_cluster.dir} models DKP "
+                    f"{dkp_cluster.dkp_version}; stop it (cluster.py down) or unset DKP_VERSION", returncode=4)
+    return _versions.normalise(dkp_cluster.dkp_version)
+
+
+@pytest.fixture(scope="session")
+def dkp_cluster_for(dkp_cluster):
+    """Factory: a cluster modelling the given DKP release (see the module docstring)."""
+    extra: dict[str, DkpCluster] = {}
+
+    def get(version: str) -> DkpCluster:
+        v = _versions.normalise(version)
+        if _versions.normalise(dkp_cluster.dkp_version) == v:
+            return dkp_cluster
+        if v not in extra:
+            d = _cluster.REPO / ".local" / f"cluster-dkp-{v}"
+            started = not _cluster.running(d)
+            ci = _cluster.up(d, dkp_version=v)
+            extra[v] = DkpCluster(ci.kubeconfig, ci.dir, started_here=started)
+        return extra[v]
+
+    yield get
+    for c in extra.values():
+        if c._client is not None:
+            c._client.close()
+        if c.started_here:
             _cluster.down(c.dir)
 
 

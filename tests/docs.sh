@@ -3,15 +3,20 @@
 #
 # Usage: bash tests/docs.sh VENV [--check]
 #   VENV     the venv with ansible-core, antsibull-docs and antsibull-changelog (the Makefile's).
-#   (none)   regenerate docs/plugins/ (simplified RST, readable without Sphinx: one page per
-#            module, lookup and role, plus index.rst). Fails on any documentation error instead
-#            of writing an error page.
+#   (none)   regenerate docs/docsite/rst/ (the guides docs/*.md as RST, tests/docsite/md2rst.py) and
+#            docs/plugins/ (simplified RST, readable without Sphinx: one page per module, lookup and
+#            role, index.rst with the collection links of docs/docsite/links.yml, and the guides of
+#            docs/docsite/extra-docs.yml under docsite/). Fails on any documentation error instead
+#            of writing an error page. docs/docsite/antsibull-docs.cfg makes every page link to the
+#            repository and tell to install from its git URL (the collection is not on Galaxy).
 #   --check  write nothing outside .local/ (gitignored); fail when
 #            - antsibull-docs lint-collection-docs --plugin-docs finds a schema, markup or RST
 #              problem, or a reference (M(), P(), seealso, ...) to a plugin, role or collection
 #              that does not exist;
 #            - antsibull-changelog lint finds a bad fragment, config.yaml or changelog.yaml;
-#            - docs/plugins/ exists but differs from what generation gives now (run `make docs`).
+#            - a guide docs/*.md is not in docs/docsite/extra-docs.yml;
+#            - docs/docsite/rst/ or docs/plugins/ differs from what generation gives now (run
+#              `make docs`).
 set -euo pipefail
 
 if [ $# -lt 1 ] || { [ $# -eq 2 ] && [ "$2" != --check ]; } || [ $# -gt 2 ]; then
@@ -24,6 +29,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 OUT=$ROOT/docs/plugins
 COLLECTIONS=$ROOT/.local/collections
 FORMAT=simplified-rst
+CONFIG=$ROOT/docs/docsite/antsibull-docs.cfg
+GUIDES=("$ROOT"/docs/*.md)
 START=$SECONDS
 
 export PATH=$VENV/bin:$PATH
@@ -49,7 +56,7 @@ generate() {
     log=$(mktemp)
     mkdir -p "$1"
     chmod 755 "$1"
-    if antsibull-docs collection --use-current --fail-on-error --squash-hierarchy \
+    if antsibull-docs --config-file "$CONFIG" collection --use-current --fail-on-error --squash-hierarchy \
         --output-format "$FORMAT" --no-add-antsibull-docs-version --cleanup everything \
         --dest-dir "$1" deckhouse.platform >"$log" 2>&1; then
         rm -f "$log"
@@ -62,13 +69,38 @@ generate() {
     return 1
 }
 
+guides() {  # guides DIR: the RST pages of the guides
+    rm -rf "$1"
+    python3 "$ROOT/tests/docsite/md2rst.py" "$1" "${GUIDES[@]}"
+}
+
 if [ "$CHECK" != --check ]; then
+    guides "$ROOT/docs/docsite/rst"
     generate "$OUT"
     echo "docs: wrote $(find "$OUT" -name '*.rst' | wc -l) pages to ${OUT#"$ROOT"/} in $((SECONDS - START))s"
     exit 0
 fi
 
 rc=0
+mkdir -p "$ROOT/.local"
+TMP=$(mktemp -d "$ROOT/.local/docs-check.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+echo "docs: guides in the docsite"
+for guide in "${GUIDES[@]}"; do
+    ref=$(basename "$guide" .md | tr - _)
+    if ! grep -q -E "^ *- (ref: )?$ref\$" "$ROOT/docs/docsite/extra-docs.yml"; then
+        echo "docs: ${guide#"$ROOT"/} is not in docs/docsite/extra-docs.yml (add \"- ref: $ref\" with its title)" >&2
+        rc=1
+    fi
+done
+guides "$TMP/rst"
+if ! diff -r -u "$ROOT/docs/docsite/rst" "$TMP/rst" >"$TMP/rst.diff" 2>&1; then
+    head -n 60 "$TMP/rst.diff"
+    echo "docs: docs/docsite/rst is stale: run 'make docs' and commit the result" >&2
+    rc=1
+fi
+
 echo "docs: antsibull-docs lint-collection-docs --plugin-docs"
 # Given the repository, it copies the files git lists (tracked and untracked, not ignored).
 antsibull-docs lint-collection-docs --plugin-docs --output-format "$FORMAT" \
@@ -79,9 +111,6 @@ echo "docs: antsibull-changelog lint"
 
 if [ -d "$OUT" ]; then
     echo "docs: docs/plugins up to date"
-    mkdir -p "$ROOT/.local"
-    TMP=$(mktemp -d "$ROOT/.local/docs-check.XXXXXX")
-    trap 'rm -rf "$TMP"' EXIT
     if generate "$TMP/plugins"; then
         if ! diff -r -u "$OUT" "$TMP/plugins" >"$TMP/diff"; then
             head -n 60 "$TMP/diff"

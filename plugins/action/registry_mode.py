@@ -2,15 +2,15 @@
 # Copyright: deckhouse.platform contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Action plugin of deckhouse.platform.registry_mode: the write runs as the module, the wait is
-driven from the controller so that every condition change is printed while it happens.
+"""Action plugin of deckhouse.platform.registry_mode: the write runs as the module, the wait runs here,
+on the controller, so that every condition change is printed while it happens.
 
-A module cannot stream output: its result arrives once, at the end. So the wait is cut into steps.
-The write runs as `registry_mode` with `wait: false` (it returns the registry-state recorded before
-the write). Each step then runs `registry_state_info` with `changed_since: <fingerprint>`, which
-watches the Secret on the managed host and returns on the next change (or after a heartbeat). The
-controller judges every step with the same SwitchTracker the module uses and prints the changes
-with Ansible's Display, which reaches the terminal and AWX's job output at once.
+A module cannot stream output: its result arrives once, at the end. With `connection: local` (how the
+collection's modules run) the controller reaches the same API server, so the module writes with
+`wait: false` and this plugin follows registry-state itself with the collection's one wait engine
+(dkp_registry.follow_switch), printing each change with Ansible's Display (the terminal and AWX's job
+output see it at once) and returning the same lines in `progress_lines`. Write + wait is one module
+execution. On any other connection the module waits itself (same function, progress in the result).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,87 +18,96 @@ from __future__ import annotations
 
 __metaclass__ = type
 
-import time
+import copy
 
 from ansible.errors import AnsibleActionFail
-from ansible.module_utils.common.validation import check_type_bool, check_type_int
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.validation import check_type_bool
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import (
-    CONNECTION_OPTION_NAMES,
+    CONNECTION_ARG_SPEC,
     NO_LOG_MARKER,
     DkpError,
-)
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import (
-    SwitchTracker,
-    follow_switch,
 )
 
 display = Display()
 
 MODULE = "deckhouse.platform.registry_mode"
-STATE_MODULE = "deckhouse.platform.registry_state_info"
-STEP_TIMEOUT = 30  # heartbeat: a quiet step returns after this long, so timeouts are checked
-STATE_KEYS = ("exists", "mode", "target_mode", "hash", "conditions", "complete", "in_progress", "pending",
-              "failed_conditions", "transition_error", "message", "fingerprint")
+# registry_mode's own `username`/`password` are the registry's credentials, not the API server's
+REGISTRY_OWNED = ("username", "password")
+LOCAL_CONNECTIONS = ("local", "ansible.builtin.local")
+
+
+def controller_client(args):
+    """A DkpClient built here from the task's connection options (with the same env fallbacks as the module),
+    or None when the controller cannot build one (then the module waits)."""
+    try:
+        from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpClient, HAS_KUBERNETES
+    except ImportError:  # pragma: no cover - the controller lacks urllib3/yaml
+        return None
+    if not HAS_KUBERNETES:
+        return None
+    spec = {k: copy.deepcopy(v) for k, v in CONNECTION_ARG_SPEC.items() if k not in REGISTRY_OWNED}
+    params = {k: v for k, v in args.items() if k in spec}
+    validated = ArgumentSpecValidator(spec).validate(params)
+    if validated.errors:
+        raise AnsibleActionFail("connection options: %s" % "; ".join(str(e) for e in validated.errors))
+    values = dict(validated.validated_parameters)
+    values.update({k: None for k in REGISTRY_OWNED})
+    return DkpClient(values)
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
-    def _arg(self, name, default, check):
-        value = self._task.args.get(name, default)
-        try:
-            return check(value)
-        except (TypeError, ValueError) as e:
-            raise AnsibleActionFail("%s: %s" % (name, e))
+    def _is_local(self):
+        conn = getattr(self._connection, "transport", None) or getattr(self._play_context, "connection", None)
+        return conn in LOCAL_CONNECTIONS
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         del tmp
 
-        wait = self._arg("wait", False, check_type_bool)
+        try:
+            wait = check_type_bool(self._task.args.get("wait", False))
+        except TypeError as e:
+            raise AnsibleActionFail("wait: %s" % e)
+        here = wait and not self._task.check_mode and self._is_local()
+        client = None
+        if here:
+            try:
+                client = controller_client(self._task.args)
+            except DkpError as e:
+                raise AnsibleActionFail(e.msg)
+            here = client is not None
         module_args = dict(self._task.args)
-        if wait:
-            module_args["wait"] = False  # the module writes; the wait runs from here
+        if here:
+            module_args["wait"] = False  # the module writes; the wait runs here
         written = self._execute_module(module_name=MODULE, module_args=module_args, task_vars=task_vars)
         result.update(written)
-        if result.get("failed") or not wait or self._task.check_mode:
+        if result.get("failed") or not here:
             return result
+
+        from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import follow_switch
 
         host = task_vars.get("inventory_hostname", "localhost")
         mode = result.get("mode") or self._task.args.get("mode")
-        wait_timeout = self._arg("wait_timeout", 1800, check_type_int)
-        images_timeout = self._arg("images_wait_timeout", 3600, check_type_int)
-        connection = {k: v for k, v in self._task.args.items() if k in CONNECTION_OPTION_NAMES}
-
         secrets = [str(v) for k, v in self._task.args.items()
                    if k in ("license", "password", "api_key") and v not in (None, "")]
+        for values in (self._task.args.get("settings") or {}).values():
+            if isinstance(values, dict):
+                secrets.extend(str(values[k]) for k in ("license", "password") if values.get(k) not in (None, ""))
 
-        def show(line):
+        def clean(line):
             for value in secrets:  # belt and braces: DKP's messages should never carry them
                 line = line.replace(value, NO_LOG_MARKER)
-            display.display("registry_mode [%s]: %s" % (host, line))
+            return line
 
-        baseline = result.get("wait_baseline") or {}
-        # after a write, replay every change from the state read just before it
-        replay = bool(baseline.get("written") and baseline.get("fingerprint"))
-        cursor = {"rv": baseline.get("resource_version")} if replay else {}
-
-        def step(since, timeout):
-            args = dict(connection)
-            if since:
-                args.update(changed_since=since, wait_timeout=int(timeout), resource_version=cursor.get("rv"))
-            res = self._execute_module(module_name=STATE_MODULE, module_args=args, task_vars=task_vars)
-            if res.get("failed"):
-                cursor.pop("rv", None)
-                raise DkpError(res.get("msg") or "reading registry-state failed")
-            cursor["rv"] = res.get("resource_version")
-            summary = {k: res.get(k) for k in STATE_KEYS}
-            summary["history"] = [{k: h.get(k) for k in STATE_KEYS} for h in res.get("history") or []]
-            return summary
+        def show(line):
+            display.display("registry_mode [%s]: %s" % (host, clean(line)))
 
         def images_pending(cond):
             push = result.get("local_push") or {}
@@ -110,20 +119,20 @@ class ActionModule(ActionBase):
                 if not push.get("public_domain_known"):
                     show("set <publicDomain> from ModuleConfig global spec.settings.modules.publicDomainTemplate")
 
-        tracker = SwitchTracker(mode, baseline)
-        started = time.monotonic()
-        try:
-            final = follow_switch(step, tracker, wait_timeout, images_timeout,
-                                  on_lines=lambda lines: [show(line) for line in lines],
-                                  on_images_pending=images_pending, push=result.get("local_push"),
-                                  step_timeout=STEP_TIMEOUT, since=baseline.get("fingerprint") if replay else None)
-        except DkpError as e:
-            result.update(e.details)
-            result.update(failed=True, msg=e.msg)
-            show("FAILED: %s" % e.msg)
+        # the module validated these (> 0) before writing
+        wait_timeout = int(self._task.args.get("wait_timeout", 1800))
+        images_timeout = int(self._task.args.get("images_wait_timeout", 3600))
+        configurable = mode != "Unmanaged" or bool((result.get("settings") or {}).get("unmanaged"))
+        waited, error = follow_switch(client, mode, result.get("wait_baseline") or {}, wait_timeout, images_timeout,
+                                      push=result.get("local_push"), configurable=configurable,
+                                      on_lines=lambda lines: [show(line) for line in lines],
+                                      on_images_pending=images_pending)
+        waited["progress_lines"] = [clean(line) for line in waited.get("progress_lines") or []]
+        result.update(waited)
+        if error is not None:
+            result.update({k: v for k, v in error.details.items() if k not in waited})
+            result.update(failed=True, msg=clean(error.msg))
+            show("FAILED: %s" % clean(error.msg))
             return result
-        final.pop("history", None)
-        result.update(state=final, progress=tracker.events, timings=tracker.timings(),
-                      duration=round(time.monotonic() - started, 1))
         show("switch to %s complete" % mode)
         return result

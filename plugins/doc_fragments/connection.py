@@ -42,7 +42,10 @@ options:
     type: bool
     aliases: [verify_ssl]
   ca_cert:
-    description: Path to a CA bundle for the API server. Can also be set with E(K8S_AUTH_SSL_CA_CERT).
+    description:
+      - Path to a CA bundle for the API server. Can also be set with E(K8S_AUTH_SSL_CA_CERT).
+      - Key material of a kubeconfig (C(certificate-authority-data), C(client-certificate-data),
+        C(client-key-data)) is loaded from memory and never written to a file.
     type: path
     aliases: [ssl_ca_cert]
   client_cert:
@@ -54,10 +57,17 @@ options:
     type: path
     aliases: [key_file]
   proxy:
-    description: HTTP proxy URL for API requests. Can also be set with E(K8S_AUTH_PROXY).
+    description:
+      - HTTP proxy URL for API requests. Can also be set with E(K8S_AUTH_PROXY).
+      - Without it and without the kubeconfig's C(proxy-url), E(HTTPS_PROXY) (E(HTTP_PROXY) for an C(http://)
+        host) is used as kubectl uses it, with E(NO_PROXY); as in kubectl, C(localhost) and loopback addresses
+        never go through a proxy taken from the environment.
     type: str
   no_proxy:
-    description: Comma-separated hosts that bypass O(proxy). Can also be set with E(K8S_AUTH_NO_PROXY).
+    description:
+      - Comma-separated hosts that bypass O(proxy). Can also be set with E(K8S_AUTH_NO_PROXY).
+      - Entries are C(*), a domain (with or without a leading dot; subdomains match), C(host:port), an IP
+        address or a CIDR.
     type: str
   proxy_headers:
     description: Headers for the proxy.
@@ -86,10 +96,23 @@ options:
     elements: str
   request_timeout:
     description:
-      - Seconds to wait for one API response. Transient failures (HTTP 429, 5xx, dropped connections) are
-        retried a few times with backoff before the task fails.
+      - Seconds to wait for one API response. Must be greater than 0.
+      - Transient failures are retried for up to O(retry_timeout) seconds in total.
     type: float
     default: 30
+  retry_timeout:
+    description:
+      - Total seconds one request is retried for when the API is temporarily unavailable (connection refused
+        or reset, HTTP 429 (honouring C(Retry-After)), 500, 502, 503 (also the API server's
+        "before all known HTTP paths have been installed" while it starts), 504, and an admission webhook that
+        cannot be called, C(failed calling webhook), while Deckhouse restarts). Retries back off with jitter.
+      - After that the task fails with a message that says Deckhouse is restarting, its webhook is down, or
+        the API at O(host) is unreachable. HTTP 413 (request too large), TLS verification errors and
+        permission errors are never retried.
+      - Writes are safe to retry, they are merge patches guarded by C(metadata.resourceVersion), so a write
+        that already landed is detected (HTTP 409) and re-read.
+      - Must be greater than 0. Defaults to E(DKP_RETRY_TIMEOUT) when set, else C(120).
+    type: float
 requirements:
   - kubernetes >= 24.2.0 (Python library)
   - PyYAML

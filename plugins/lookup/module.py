@@ -16,11 +16,13 @@ description:
   - Returns a summary of each named Module (phase, enabled, ready, source, version, weight, conditions),
     the same fields as M(deckhouse.platform.module_info).
   - A Module that does not exist gives O(default) (an empty dictionary when unset).
+  - Without terms, returns the list of all Module summaries (sorted by name); with O(query) that is how to ask
+    for, say, the enabled Modules that are not Ready.
 author: deckhouse.platform contributors (@deckhouse)
 options:
   _terms:
-    description: Module names.
-    required: true
+    description: Module names. Omit them to get one list of all Modules.
+    required: false
     type: list
     elements: str
   default:
@@ -28,6 +30,7 @@ options:
     type: raw
 extends_documentation_fragment:
   - deckhouse.platform.connection
+  - deckhouse.platform.query
 """
 
 EXAMPLES = r"""
@@ -35,13 +38,23 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: lookup('deckhouse.platform.module', 'cert-manager').ready
     fail_msg: cert-manager is not Ready
+
+- name: Names of the enabled Modules that are not Ready (one list, filtered by JMESPath)
+  ansible.builtin.debug:
+    msg: "{{ lookup('deckhouse.platform.module', query='[?enabled && !ready].name') }}"
+
+- name: Phase of one Module
+  ansible.builtin.debug:
+    msg: "{{ lookup('deckhouse.platform.module', 'cert-manager', query='phase') }}"
 """
 
 RETURN = r"""
 _raw:
-  description: One summary dictionary per term.
+  description:
+    - One summary dictionary per term (what O(query) makes of it, with O(query)).
+    - Without terms, one list of every Module's summary (or what O(query) makes of it).
   type: list
-  elements: dict
+  elements: raw
 """
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import module_summary
@@ -50,5 +63,8 @@ from ansible_collections.deckhouse.platform.plugins.plugin_utils.dkp_lookup impo
 
 class LookupModule(DkpLookupBase):
     def lookup_term(self, client, term):
+        if term is None:
+            items, _rv = client.list("Module")
+            return sorted((module_summary(o) for o in items), key=lambda s: s["name"])
         obj = client.get("Module", term)
         return module_summary(obj) if obj else None

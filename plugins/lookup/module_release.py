@@ -34,12 +34,17 @@ options:
     type: raw
 extends_documentation_fragment:
   - deckhouse.platform.connection
+  - deckhouse.platform.query
 """
 
 EXAMPLES = r"""
 - name: Version of console that runs
   ansible.builtin.debug:
     msg: "{{ lookup('deckhouse.platform.module_release', 'console', deployed=true).version | default('none') }}"
+
+- name: Versions of console that wait for an approval (JMESPath)
+  ansible.builtin.debug:
+    msg: "{{ lookup('deckhouse.platform.module_release', 'console', query=\"[?contains(blocked_by, 'approval')].version\") }}"
 
 - name: Fail when a console release waits for approval
   ansible.builtin.assert:
@@ -68,6 +73,8 @@ from ansible_collections.deckhouse.platform.plugins.plugin_utils.dkp_lookup impo
 
 class LookupModule(DkpLookupBase):
     def lookup_term(self, client, term):
+        if term is None:
+            raise DkpError("name at least one module, for example lookup('deckhouse.platform.module_release', 'console')")
         if check_name(term):
             raise DkpError(check_name(term))
         releases = list_module_releases(client, term)

@@ -2,28 +2,60 @@
 # Copyright: deckhouse.platform contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""DKP module semantics: summaries of Module and ModuleConfig objects and their readiness rules."""
+"""Rules of the Module and ModuleConfig kinds: summaries, redaction of settings, refusals before a write,
+and the predicates, evidence, failure and transient-error rules the one wait engine (dkp_wait) applies.
+
+Evidence that Deckhouse processed a ModuleConfig change (`change_evidence`): DKP's ModuleConfig status has
+no observedGeneration, so the only proof is on the Module: after our write its status must differ from the
+snapshot read before the write (phase, hooksState, or the status or lastTransitionTime of one of
+EnabledByModuleConfig, EnabledByModuleManager, IsReady). Deckhouse always changes one of them when
+`spec.enabled` flips between true and not-true, and when the module's effective enabled state changes. A
+change of settings (or version, source, policy, maintenance) on a module that stays as it was shows nothing:
+Deckhouse reruns the module without touching the Module status (its own controller notes the queue as the
+only reliable signal). Then the wait watches a short settle window for evidence or errors and, seeing none,
+reports `processed: false` instead of claiming Ready.
+"""
 
 from __future__ import absolute_import, division, print_function
 from __future__ import annotations
 
 __metaclass__ = type
 
+import json
 import re
+import time
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    condition,
-    redact_sensitive,
-    strip_server_fields,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_resource
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import condition, strip_server_fields
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitTimeout, wait_for
 
 # Module names are kebab-case DNS labels (ModuleConfig name == module name).
 MODULE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 ALLOW_DISABLING_ANNOTATION = "modules.deckhouse.io/allow-disabling"
 UNKNOWN_MODULE_MESSAGE = "Ignored: unknown module name"
-# Phases that will not become Ready without an operator's action.
-MODULE_FAILED_PHASES = ("Error", "DownloadingError", "Conflict", "Unavailable")
 
+# Module.status.phase values of the released CRD (1.75/1.76).
+MODULE_PHASES = ("Unavailable", "Available", "Downloading", "DownloadingError", "Reconciling", "Installing",
+                 "HooksDisabled", "WaitSyncTasks", "Downloaded", "Conflict", "Ready", "Error")
+# Phases that do not change without an operator: fail a wait for Ready at once.
+MODULE_STUCK_PHASES = ("Conflict", "Unavailable")
+# Phases Deckhouse leaves by itself when a retried hook or a pull succeeds: fail only after the grace window.
+MODULE_TRANSIENT_PHASES = ("Error", "DownloadingError")
+# Kept for callers of the previous API (roles' docs): every phase a Ready wait may fail on.
+MODULE_FAILED_PHASES = MODULE_TRANSIENT_PHASES + MODULE_STUCK_PHASES
+
+# Seconds a settings-only change is watched for evidence before the result says Deckhouse showed none.
+SETTLE_SECONDS = 5.0
+# Seconds an unchanged, pre-existing ModuleConfig error may persist after our write before it counts.
+STALE_CONFIG_ERROR_GRACE = 10.0
+# kube-apiserver refuses request bodies over 3 MiB with 413 (and etcd objects over 1.5 MiB).
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+
+INFO_WAIT_TARGETS = ("ready", "disabled", "absent", "overridden") + MODULE_PHASES
+
+
+# ---------------------------------------------------------------------------------------------- names
 
 def check_name(value, what="module name"):
     """A clear message when `value` cannot be a module (or other DNS-label) name, else None."""
@@ -37,17 +69,41 @@ def is_true(cond):
     return (cond or {}).get("status") == "True"
 
 
+# ---------------------------------------------------------------------------------------------- secrets
+
+def redact_config(config, extra_keys=()):
+    """A ModuleConfig for results and diffs: managedFields dropped, secrets redacted by the collection's one
+    rule (dkp_resource.SECRET_KEY_RULE: nested keys and list values included) plus the user's `redact_keys`."""
+    if not config:
+        return config
+    return dkp_resource.redact(strip_server_fields(config), tuple(extra_keys or ()))
+
+
+def config_secret_values(settings, extra_keys=()):
+    """The secret strings of `settings` (with their base64 forms), to register as no_log values."""
+    return dkp_resource.secret_values(settings or {}, tuple(extra_keys or ()))
+
+
+def config_summary(config, extra_keys=()):
+    """A ModuleConfig for results: no managedFields, secrets redacted."""
+    return redact_config(config, extra_keys)
+
+
+# ---------------------------------------------------------------------------------------------- summaries
+
 def module_summary(module):
     """The facts an operator reads from `kubectl get module NAME` (and a little more)."""
     props = module.get("properties") or {}
     status = module.get("status") or {}
+    ready_cond = condition(module, "IsReady")
     return {
         "name": module["metadata"]["name"],
         "phase": status.get("phase"),
         "enabled": is_true(condition(module, "EnabledByModuleManager")),
         "enabled_by_config": is_true(condition(module, "EnabledByModuleConfig")),
-        "ready": status.get("phase") == "Ready" and is_true(condition(module, "IsReady")),
+        "ready": status.get("phase") == "Ready" and is_true(ready_cond),
         "overridden": is_true(condition(module, "IsOverridden")),
+        "critical": bool(props.get("critical")),
         "source": props.get("source"),
         "version": props.get("version"),
         "weight": props.get("weight"),
@@ -57,9 +113,21 @@ def module_summary(module):
         "available_sources": props.get("availableSources") or [],
         "disable_confirmation": bool((props.get("disableOptions") or {}).get("confirmation")),
         "disable_message": (props.get("disableOptions") or {}).get("message"),
+        "hooks_state": status.get("hooksState"),
+        "hook_error": hook_error(module),
         "conditions": status.get("conditions") or [],
-        "message": condition(module, "IsReady").get("message") or condition(module, "EnabledByModuleManager").get("message"),
+        "message": ready_cond.get("message") or condition(module, "EnabledByModuleManager").get("message"),
     }
+
+
+def hook_error(module):
+    """The last hook/module error Deckhouse reports (IsReady=False reason HookError/ModuleError), or None."""
+    cond = condition(module, "IsReady")
+    phase = ((module or {}).get("status") or {}).get("phase")
+    if cond.get("status") != "True" and (cond.get("reason") in ("HookError", "ModuleError")
+                                         or (phase == "Error" and cond.get("message"))):
+        return "%s: %s" % (cond.get("reason") or "Error", cond.get("message") or "(no message)")
+    return None
 
 
 def describe_module(module):
@@ -72,14 +140,208 @@ def describe_module(module):
     return "phase %s%s" % (s["phase"] or "<none>", "; " + ", ".join(bad) if bad else "")
 
 
-def config_summary(config):
-    """A ModuleConfig for results: no managedFields, secret-looking settings redacted."""
-    return redact_sensitive(strip_server_fields(config))
-
-
 def config_error(config):
     """The ModuleConfig's own complaint (status.message `Error: ...` or the unknown-module notice)."""
     message = ((config or {}).get("status") or {}).get("message") or ""
     if message.startswith("Error") or message == UNKNOWN_MODULE_MESSAGE:
         return message
     return None
+
+
+# ---------------------------------------------------------------------------------------------- refusals
+
+def disabling_refusal(name, module, live_config, state, enabled, allow_disabling):
+    """Why the task may not disable (or delete the ModuleConfig of) this module without `allow_disabling`, or None.
+
+    Two rules, both checked before any write: DKP's own confirmation (`properties.disableOptions.confirmation`,
+    which its webhook enforces with the allow-disabling annotation), and ours for critical modules
+    (`properties.critical: true`, for example `deckhouse` and `registry`), whose loss stops the platform.
+    """
+    live_spec = (live_config or {}).get("spec") or {}
+    if state == "absent":
+        disabling = live_config is not None
+    else:
+        disabling = enabled is False and live_spec.get("enabled") is not False
+    if not disabling or allow_disabling:
+        return None
+    props = (module or {}).get("properties") or {}
+    opts = props.get("disableOptions") or {}
+    what = "Deleting the ModuleConfig of" if state == "absent" else "Disabling"
+    if props.get("critical"):
+        return ("%s module %s needs `allow_disabling: true`: it is a critical module (properties.critical)%s"
+                % (what, name, ": %s" % opts["message"] if opts.get("message") else ", Deckhouse depends on it"))
+    annotations = ((live_config or {}).get("metadata") or {}).get("annotations") or {}
+    if opts.get("confirmation") and annotations.get(ALLOW_DISABLING_ANNOTATION) != "true":
+        return ("%s module %s must be confirmed: %s. Set `allow_disabling: true` to add the %s=true annotation if "
+                "you are sure." % (what, name, opts.get("message") or "DKP asks for confirmation",
+                                  ALLOW_DISABLING_ANNOTATION))
+    return None
+
+
+def request_size_refusal(kind, name, body):
+    """The 413 message before sending a body kube-apiserver would refuse (over 3 MiB), else None."""
+    size = len(json.dumps(body, separators=(",", ":")).encode())
+    if size > MAX_REQUEST_BYTES:
+        return ("%s %s: request too large (413): the object would be %.1f MB and kube-apiserver accepts at most "
+                "3 MiB per request (etcd stores at most 1.5 MiB per object); keep large data out of settings"
+                % (kind, name, size / 1e6))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- wait rules
+
+def _cond_key(module, ctype):
+    cond = condition(module, ctype)
+    return (cond.get("status"), cond.get("lastTransitionTime"), cond.get("reason"), cond.get("message"))
+
+
+def status_fingerprint(module):
+    """What Deckhouse changes on the Module when it processes a ModuleConfig change (see module docstring)."""
+    if module is None:
+        return None
+    status = module.get("status") or {}
+    return (status.get("phase"), status.get("hooksState"),
+            _cond_key(module, "EnabledByModuleConfig"), _cond_key(module, "EnabledByModuleManager"),
+            _cond_key(module, "IsReady"))
+
+
+def change_evidence(before, module):
+    """A sentence naming what shows that Deckhouse handled our write, or None (nothing changed yet)."""
+    if module is None:
+        return "the Module disappeared" if before is not None else None
+    if before is None:
+        return "the Module appeared"
+    if status_fingerprint(module) == status_fingerprint(before):
+        return None
+    b, a = module_summary(before), module_summary(module)
+    for ctype, key in (("EnabledByModuleConfig", "enabled_by_config"), ("EnabledByModuleManager", "enabled")):
+        if _cond_key(before, ctype) != _cond_key(module, ctype):
+            return "condition %s changed to %s" % (ctype, condition(module, ctype).get("status"))
+    if b["phase"] != a["phase"]:
+        return "phase changed from %s to %s" % (b["phase"], a["phase"])
+    return "condition IsReady or the hooks state changed after the write"
+
+
+def expects_evidence(before, target, live_spec, new_spec):
+    """Whether DKP is bound to show evidence for this write (else only a settle window is watched)."""
+    was = (live_spec or {}).get("enabled") is True
+    now = (new_spec or {}).get("enabled") is True
+    if was != now:
+        return True  # EnabledByModuleConfig always flips
+    if before is None:
+        return False
+    enabled_now = is_true(condition(before, "EnabledByModuleManager"))
+    return (target == "enabled" and not enabled_now) or (target == "disabled" and enabled_now)
+
+
+def target_reached(target, module):
+    """Predicate of a ModuleConfig wait: `enabled` (Ready), `disabled`, or `bundle` (whatever Deckhouse decided)."""
+    if module is None:
+        return target != "enabled"
+    s = module_summary(module)
+    if target == "enabled":
+        return s["ready"]
+    if target == "disabled":
+        return not s["enabled"] and not is_true(condition(module, "IsReady"))
+    # bundle: an enabled module must become Ready; a module the manager keeps off is done
+    if s["enabled"]:
+        return s["ready"]
+    return condition(module, "EnabledByModuleManager").get("status") == "False"
+
+
+def stuck_failure(name, module):
+    """Fails a wait for Ready at once: states that need an operator."""
+    if module is None:
+        return None
+    s = module_summary(module)
+    if s["phase"] == "Conflict":
+        return ("Module %s is offered by several sources and none is chosen: set `source` to one of %s"
+                % (name, ", ".join(s["available_sources"]) or "the available sources"))
+    if s["phase"] in MODULE_STUCK_PHASES:
+        return "Module %s cannot become Ready: %s" % (name, describe_module(module))
+    return None
+
+
+def transient_failure(name, module):
+    """An error Deckhouse may clear by retrying (hook error, failed pull): fails after the grace window."""
+    if module is None:
+        return None
+    s = module_summary(module)
+    if s["phase"] in MODULE_TRANSIENT_PHASES or s["hook_error"]:
+        return "Module %s reports %s" % (name, s["hook_error"] or describe_module(module))
+    return None
+
+
+def info_predicate(target):
+    """Predicate for module_info `wait_for`."""
+    if target not in INFO_WAIT_TARGETS:
+        raise DkpError("wait_for must be one of %s, got %r" % (", ".join(INFO_WAIT_TARGETS), target))
+    if target == "ready":
+        return lambda m: m is not None and module_summary(m)["ready"]
+    if target == "disabled":
+        return lambda m: m is not None and not module_summary(m)["enabled"] and not is_true(condition(m, "IsReady"))
+    if target == "absent":
+        return lambda m: m is None
+    if target == "overridden":
+        return lambda m: m is not None and module_summary(m)["overridden"]
+    return lambda m: m is not None and (m.get("status") or {}).get("phase") == target
+
+
+def config_wait_target(enabled, spec_after):
+    """What a ModuleConfig wait waits for: `enabled`, `disabled`, or `bundle` (spec.enabled left to Deckhouse)."""
+    if enabled is None:
+        enabled = (spec_after or {}).get("enabled")
+    if enabled is True:
+        return "enabled"
+    if enabled is False:
+        return "disabled"
+    return "bundle"
+
+
+def wait_config_applied(client, name, target, before_module, res, timeout, grace, clock=time.monotonic):
+    """Wait on the one engine until Deckhouse applied the ModuleConfig write `res` (dkp_resource.EnsureResult).
+
+    Returns {module, processed, evidence, ready}: `processed` is True with the `evidence` that Deckhouse handled
+    the write (see the module docstring), False when DKP showed none within the settle window (then `ready` is
+    None rather than a Ready that may predate the change). Raises WaitTimeout/WaitFailed with the last state.
+    """
+    start = clock()
+    before_error = config_error(res.before)
+
+    def config_tick():
+        error = config_error(client.get("ModuleConfig", name))
+        if error and (error != before_error or clock() - start > STALE_CONFIG_ERROR_GRACE):
+            return "ModuleConfig %s reports: %s" % (name, error)
+        return None
+
+    judged = target != "disabled"  # a module being switched off may show errors on its way down
+    kwargs = dict(describe=describe_module, tick=config_tick, grace=grace,
+                  failure=(lambda m: stuck_failure(name, m)) if judged else None,
+                  transient=(lambda m: transient_failure(name, m)) if judged else None)
+
+    def reached(mod):
+        return target_reached(target, mod)
+
+    def fresh(mod):
+        return change_evidence(before_module, mod) is not None
+
+    def outcome(mod, processed, evidence):
+        summary = module_summary(mod) if mod else None
+        return {"module": summary, "processed": processed, "evidence": evidence,
+                "ready": (bool(summary and summary["ready"]) if processed else None)}
+
+    if not res.changed:
+        mod = wait_for(client, "Module", name, reached, timeout, **kwargs)
+        return outcome(mod, True, "no change was written, so the current state counts")
+    before_spec = (res.before or {}).get("spec") or {}
+    after_spec = (res.after or {}).get("spec") or {}
+    if not expects_evidence(before_module, target, before_spec, after_spec) \
+            and (before_module is not None and reached(before_module)):
+        # Settings-only change of a module already in the target state: DKP may show nothing at all.
+        try:
+            wait_for(client, "Module", name, lambda m: True, min(SETTLE_SECONDS, timeout), fresh=fresh, **kwargs)
+        except WaitTimeout:
+            return outcome(client.get("Module", name), False, None)
+        timeout = max(1.0, timeout - (clock() - start))
+    mod = wait_for(client, "Module", name, reached, timeout, fresh=fresh, **kwargs)
+    return outcome(mod, True, change_evidence(before_module, mod) or "Deckhouse changed the Module after the write")

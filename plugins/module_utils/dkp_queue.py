@@ -18,27 +18,54 @@ import json
 import re
 import time
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import AuthError, DkpError, ForbiddenError
 
 NAMESPACE = "d8-system"
 LEADER_SELECTOR = "app=deckhouse,leader=true"
 CONTAINER = "deckhouse"
 QUEUE_URL = "http://127.0.0.1:9652/queue/list.json"
 CURL = ["curl", "-s", QUEUE_URL]
+CURL_REFUSED = (7, 52, 56)  # curl: connection refused / empty reply / reset: the debug API is not up yet
 
 FAILURES_RE = re.compile(r":failures (\d+)(?::(.*))?$", re.DOTALL)
+BACKOFF_RE = re.compile(r"sleep after fail for (\d+(?:\.\d+)?)(ms|s|m)")
+# Task types whose metadata starts with the module name (addon-operator pkg/task/hook_metadata.go).
+MODULE_TASKS = ("ModuleRun", "ModuleDelete", "ModulePurge", "ModuleHookRun", "ModuleEnsureCRDs", "ParallelModuleRun",
+                "ConvergeModules")
+
 
 
 class QueueUnavailable(DkpError):
     """The queue could not be read right now (no Running leader, Deckhouse restarting)."""
 
 
+class DeckhouseRestarting(QueueUnavailable):
+    """The leader pod is there but its debug API refuses connections: Deckhouse is (re)starting."""
+
+
 def parse_task(queue, task):
+    """One task of the dump. The description is `<Type>:<queue>[:<metadata>][:failures N[:<last error>]]`;
+    for module tasks the metadata is `<module>:<event>...` (e.g. `ModuleRun:main:cert-manager:doStartup:...`)."""
     description = str(task.get("description") or "")
     match = FAILURES_RE.search(description)
     failures = int(match.group(1)) if match else 0
-    return {"queue": queue, "index": task.get("index"), "description": description, "failures": failures,
+    head = description[:match.start()] if match else description
+    parts = head.split(":")
+    task_type = parts[0] or None
+    module = parts[2] if task_type in MODULE_TASKS and len(parts) > 2 and parts[2] else None
+    return {"queue": queue, "index": task.get("index"), "description": description, "type": task_type,
+            "module": module, "event": ":".join(parts[3:]) or None if module else ":".join(parts[2:]) or None,
+            "failures": failures,
             "error": (match.group(2) or "").strip() or None if match else None}
+
+
+def backoff_seconds(status):
+    """`sleep after fail for 5s` (shell-operator's queue status while it backs off a failing task) in seconds."""
+    match = BACKOFF_RE.search(str(status or ""))
+    if not match:
+        return None
+    value, unit = float(match.group(1)), match.group(2)
+    return value / 1000.0 if unit == "ms" else value * 60 if unit == "m" else value
 
 
 def parse_queue(text):
@@ -52,9 +79,13 @@ def parse_queue(text):
     for q in doc.get("active") or []:
         name = q.get("name")
         tasks = [parse_task(name, t) for t in q.get("tasks") or []]
-        failing.extend(t for t in tasks if t["failures"] > 0)
+        backoff = backoff_seconds(q.get("status"))
+        if backoff is not None and tasks and tasks[0]["failures"] == 0:
+            # the head task failed and is being retried, even if its description does not say so yet
+            tasks[0]["failures"] = 1
+        failing.extend(dict(t, backoff_seconds=backoff if t is tasks[0] else None) for t in tasks if t["failures"] > 0)
         queues.append({"name": name, "tasks_count": int(q.get("tasksCount") or len(tasks)),
-                       "status": q.get("status") or "", "tasks": tasks})
+                       "status": q.get("status") or "", "backoff_seconds": backoff, "tasks": tasks})
     other = summary.get("otherQueues") or {}
     total = int(summary.get("totalTasks") or 0)
     return {
@@ -64,6 +95,7 @@ def parse_queue(text):
                          "tasks": int(other.get("tasks") or 0)},
         "active_queues": queues,
         "failing_tasks": failing,
+        "startup_tasks": sum(1 for q in queues for t in q["tasks"] if t["event"] and "doStartup" in t["event"]),
         "empty": total == 0 and not queues,
     }
 
@@ -73,6 +105,8 @@ def describe_queue(queue, limit=5):
     if queue["empty"]:
         return "the queue is empty"
     parts = ["%d task(s) in total (main: %d)" % (queue["total_tasks"], queue["main_queue_tasks"])]
+    if queue.get("startup_tasks"):
+        parts.append("%d startup task(s): Deckhouse has just (re)started" % queue["startup_tasks"])
     for q in queue["active_queues"][:limit]:
         first = q["tasks"][0]["description"] if q["tasks"] else ""
         parts.append("queue '%s': %d task(s)%s" % (q["name"], q["tasks_count"], ", first: %s" % first if first else ""))
@@ -80,9 +114,13 @@ def describe_queue(queue, limit=5):
 
 
 def describe_failing(queue, limit=5):
-    lines = ["%s (queue '%s', %d failure(s)%s)" % (t["description"].split(":failures")[0], t["queue"], t["failures"],
-                                                   ": %s" % t["error"] if t["error"] else "")
-             for t in queue["failing_tasks"][:limit]]
+    lines = []
+    for t in queue["failing_tasks"][:limit]:
+        what = t["description"].split(":failures")[0]
+        extra = ": %s" % t["error"] if t["error"] else ""
+        if t.get("backoff_seconds"):
+            extra += " (retried every %ss)" % t["backoff_seconds"]
+        lines.append("%s (queue '%s', %d failure(s)%s)" % (what, t["queue"], t["failures"], extra))
     more = len(queue["failing_tasks"]) - limit
     return "; ".join(lines) + ("; and %d more" % more if more > 0 else "")
 
@@ -117,34 +155,39 @@ def impersonation_note(client):
     return None
 
 
+def is_refusal(error):
+    """The API server refused us (credentials or RBAC): retrying will not help. Decided by the error's type
+    (dkp_client's AuthError/ForbiddenError) or HTTP status, never by its text."""
+    return isinstance(error, (AuthError, ForbiddenError))
+
+
 def exec_refusal(error, pod=None):
-    """A clear DkpError when `error` says the API server refused us (RBAC or credentials), else None.
-
-    The websocket handshake of pods/exec reports its status only inside the exception text
-    ("Handshake status 403 Forbidden ..."), so that text is looked at too."""
-    msg = error.msg
-    status = (error.details or {}).get("status")
+    """A clear DkpError of the same type when `error` is a refusal of the exec, else None."""
+    if not is_refusal(error):
+        return None
     target = "pod %s/%s" % (NAMESPACE, pod) if pod else "the Deckhouse leader pod"
-    if status == 403 or "Handshake status 403" in msg:
-        return DkpError("Forbidden: cannot exec into %s to read the queue. Grant this user `create` (and `get`) on "
-                        "`pods/exec` in namespace %s (RBAC)." % (target, NAMESPACE))
-    if status == 401 or "Handshake status 401" in msg:
-        return DkpError("Unauthorized: the API server rejected the credentials for the exec into %s (note: the "
-                        "kubernetes client sends a bearer token on the exec websocket only under the header name "
-                        "`authorization`)" % target)
-    if msg.startswith(("Forbidden", "Unauthorized")):
-        return error
-    return None
+    if isinstance(error, AuthError):
+        msg = ("Unauthorized: the API server rejected the credentials for the exec into %s (note: the kubernetes "
+               "client sends a bearer token on the exec websocket only under the header name `authorization`)"
+               % target)
+    else:
+        msg = ("Forbidden: cannot exec into %s to read the queue. Grant this user `create` (and `get`) on "
+               "`pods/exec` in namespace %s (RBAC)." % (target, NAMESPACE))
+    return type(error)(error.status, error.reason, msg, error.body)
 
 
-def read_queue(client, timeout=120, interval=2.0, exec_timeout=30, sleep=time.sleep, clock=time.monotonic):
+def read_queue(client, timeout=120, interval=1.0, max_interval=10.0, exec_timeout=30, sleep=time.sleep,
+               clock=time.monotonic):
     """Read the queue through the leader pod, retrying while the leader is being replaced.
 
-    Returns (queue summary, leader pod summary). RBAC refusals fail at once; everything else is retried
-    until `timeout` and then reported with the last problem seen.
+    Returns (queue summary, leader pod summary). RBAC refusals fail at once; a refused debug API (Deckhouse
+    restarting), a missing leader and broken execs are retried with a growing pause until `timeout`, then
+    reported with the last problem seen.
     """
     deadline = clock() + max(0, timeout)
     last_problem = None
+    restarting = False
+    pause = interval
     while True:
         name = None
         try:
@@ -161,6 +204,9 @@ def read_queue(client, timeout=120, interval=2.0, exec_timeout=30, sleep=time.sl
                                        % (NAMESPACE, LEADER_SELECTOR))
             name = leader["metadata"]["name"]
             rc, out, err = client.exec_in_pod(NAMESPACE, name, CONTAINER, CURL, timeout=exec_timeout)
+            if rc in CURL_REFUSED or (rc in (0, None) and not out.strip()):
+                raise DeckhouseRestarting("Deckhouse is restarting: its debug API (%s) in pod %s/%s does not answer "
+                                          "(curl exit %s)" % (QUEUE_URL, NAMESPACE, name, rc))
             if rc not in (0, None):
                 detail = ": %s" % err.strip() if err.strip() else ""
                 raise QueueUnavailable("`%s` in pod %s/%s exited with %s%s" % (" ".join(CURL), NAMESPACE, name, rc, detail))
@@ -170,12 +216,20 @@ def read_queue(client, timeout=120, interval=2.0, exec_timeout=30, sleep=time.sl
                 raise QueueUnavailable("unexpected answer from the queue API in pod %s/%s (%s): %r"
                                        % (NAMESPACE, name, e, out[:200]))
         except QueueUnavailable as e:
+            restarting = isinstance(e, DeckhouseRestarting)
             last_problem = e.msg
         except DkpError as e:
             refused = exec_refusal(e, name)
             if refused:
                 raise refused  # credentials or RBAC: retrying will not help
+            restarting = False
             last_problem = e.msg  # the pod went away mid-exec, the websocket broke: retry
         if clock() >= deadline:
-            raise DkpError("Cannot read the Deckhouse queue: %s" % last_problem)
-        sleep(min(interval, max(0.0, deadline - clock())))
+            cls = DeckhouseRestarting if restarting else QueueUnavailable
+            raise cls("Cannot read the Deckhouse queue within %ss: %s%s"
+                      % (int(timeout), last_problem,
+                         ". Deckhouse restarts after registry switches, release deploys and module reinstalls; "
+                         "try again in a minute or raise leader_wait_timeout" if restarting else ""),
+                      restarting=restarting)
+        sleep(min(pause, max(0.0, deadline - clock())))
+        pause = min(max_interval, pause * 2)

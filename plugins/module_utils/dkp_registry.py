@@ -10,8 +10,14 @@ Pure logic, importable on the controller (action plugin, lookup) and in modules:
   with DKP's own messages, so a bad request fails before anything is written;
 * the transition rules DKP only reports after the fact (``ErrTransitionNotSupported``);
 * reading Secret ``d8-system/registry-state`` without ever touching its ``state`` key;
-* following a switch: which observed states belong to *our* write, condition changes for live
-  progress, completion, fail-fast errors and the timeout message.
+* following a switch on the collection's one wait engine (dkp_wait): which observed states belong
+  to *our* write, condition changes for live progress, completion, fail-fast errors, the Local
+  images phase and the timeout message.
+
+Released DKP 1.75/1.76 behaviour (docs/registry-switch.md keeps our own copy of these facts):
+step orders per mode, conditions cleared only when the *target mode* changes, `hash` changing
+with unrelated events (so it proves nothing), conditions' `observedGeneration` following Secret
+d8-system/registry-config, and the VAP that refuses Local<->Proxy at admission.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -32,10 +38,15 @@ try:
 except ImportError:  # pragma: no cover - PyYAML ships with ansible-core
     HAS_YAML = False
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError, NO_LOG_MARKER
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import (
+    NO_LOG_MARKER,
+    DkpError,
+    ForbiddenError,
+)
 
 NAMESPACE = "d8-system"
 STATE_SECRET = "registry-state"
+CONFIG_SECRET = "registry-config"  # rendered from ModuleConfig deckhouse; its generation is what conditions observe
 RW_USER_SECRET = "registry-user-rw"
 DECKHOUSE_CONFIG = "deckhouse"
 REGISTRY_MODULE = "registry"
@@ -52,7 +63,7 @@ MIN_TTL_SECONDS = 300
 # Task parameter -> key of the registry section.
 PARAM_KEYS = (("images_repo", "imagesRepo"), ("scheme", "scheme"), ("license", "license"),
               ("username", "username"), ("password", "password"), ("ca", "ca"),
-              ("check_mode", "checkMode"), ("ttl", "ttl"))
+              ("image_check_mode", "checkMode"), ("ttl", "ttl"))
 SECRET_KEYS = ("license", "password")
 
 IMAGES_REPO_RE = re.compile(r"^[0-9a-zA-Z\.\-]+(\:[0-9]{1,5})?(\/[0-9a-zA-Z\.\-\_]+)*$")
@@ -71,13 +82,30 @@ CLEANUP_NODE_SERVICES = "CleanupNodeServices"
 CLEANUP_IN_CLUSTER_PROXY = "CleanupInClusterProxy"
 ERR_TRANSITION = "ErrTransitionNotSupported"
 
-# The documented step order per target mode (dkp-spec.md §4.2), used to name steps not reached yet.
+# Released step orders (modules/038-registry/hooks/orchestrator, v1.75.9/v1.76.8), used to name the
+# steps not reached yet. Local checks the images only after the node services run: the images are
+# checked against the per-node registries there.
 STEPS = {
     "Direct": (IMAGES, PREFLIGHT, TRANSITION, IN_CLUSTER_PROXY, SWITCH, FINAL, CLEANUP_NODE_SERVICES, READY),
-    "Proxy": (IMAGES, PREFLIGHT, TRANSITION, NODE_SERVICES, SWITCH, FINAL, CLEANUP_IN_CLUSTER_PROXY, READY),
-    "Local": (IMAGES, PREFLIGHT, TRANSITION, NODE_SERVICES, SWITCH, FINAL, CLEANUP_IN_CLUSTER_PROXY, READY),
-    "Unmanaged": (READY,),
+    "Proxy": (IMAGES, PREFLIGHT, NODE_SERVICES, TRANSITION, SWITCH, FINAL, CLEANUP_IN_CLUSTER_PROXY, READY),
+    "Local": (PREFLIGHT, NODE_SERVICES, IMAGES, TRANSITION, SWITCH, FINAL, CLEANUP_IN_CLUSTER_PROXY, READY),
+    "Unmanaged": (IMAGES, PREFLIGHT, TRANSITION, SWITCH, FINAL, CLEANUP_NODE_SERVICES, CLEANUP_IN_CLUSTER_PROXY,
+                  READY),
 }
+# Non-configurable Unmanaged: leaving Direct/Proxy it checks images and makes a transition first.
+STEPS_NON_CONFIGURABLE = {
+    "leaving": (IMAGES, TRANSITION, SWITCH, FINAL, CLEANUP_NODE_SERVICES, CLEANUP_IN_CLUSTER_PROXY, READY),
+    "other": (FINAL, CLEANUP_NODE_SERVICES, CLEANUP_IN_CLUSTER_PROXY, READY),
+}
+
+
+def steps_for(target, current=None, configurable=True):
+    """The condition types the orchestrator walks toward `target`, in order."""
+    target = effective_mode(target)
+    if target == "Unmanaged" and not configurable:
+        key = "leaving" if effective_mode(current) in ("Direct", "Proxy") else "other"
+        return STEPS_NON_CONFIGURABLE[key]
+    return STEPS.get(target, (READY,))
 
 
 # -- settings ---------------------------------------------------------------------------------------
@@ -181,6 +209,29 @@ def check_params(mode, params):
         raise DkpError("Invalid registry settings for mode %s: %s" % (mode, " ".join(errors)))
 
 
+def resolve_settings(params, live_config):
+    """(mode, wanted spec.settings.registry) from task parameters (`settings`, or `mode` and the registry
+    parameters, `from_current`); raises DkpError on invalid input."""
+    if params.get("settings") is not None:
+        wanted = copy.deepcopy(params["settings"])
+        errors = validate_settings(wanted)
+        if errors:
+            raise DkpError("Invalid registry settings in `settings`: %s" % " ".join(errors))
+        return live_mode(wanted), wanted
+    mode = params["mode"]
+    values = dict(params)
+    if params.get("from_current"):
+        live = live_registry(live_config)
+        current = live.get(SECTIONS.get(live_mode(live)) or "") or {}
+        for name, key in PARAM_KEYS:
+            if values.get(name) in (None, "") and current.get(key) not in (None, ""):
+                if key == "ttl" and mode != "Proxy":
+                    continue
+                values[name] = current[key]
+    check_params(mode, values)
+    return mode, build_settings(mode, values)
+
+
 def normalized(registry):
     """Registry settings with DKP's defaults applied, for comparing what the cluster would run."""
     registry = registry or {}
@@ -201,6 +252,32 @@ def normalized(registry):
 def settings_match(live, wanted):
     """True when the live registry settings already say what `wanted` says (secrets compared by value)."""
     return normalized(live) == normalized(wanted)
+
+
+def registry_host(repo):
+    return str(repo or "").split("/", 1)[0].lower()
+
+
+def dropped_credentials(live, wanted):
+    """Why writing `wanted` would silently drop the credentials the cluster uses now, else None.
+
+    Proxy -> Direct (or any move between sections) builds the new section from the task alone: when the
+    same registry host keeps being used but the task gives no license/username, DKP would pull
+    anonymously and fail only later. Carrying them over must be asked for (`from_current`)."""
+    live_values = (live or {}).get(SECTIONS.get(live_mode(live)) or "") or {}
+    new_section = SECTIONS.get(live_mode(wanted))
+    new_values = (wanted or {}).get(new_section or "") or {}
+    if not isinstance(live_values, dict) or not isinstance(new_values, dict) or not new_values:
+        return None
+    had = [k for k in ("license", "username") if live_values.get(k) not in (None, "")]
+    has = [k for k in ("license", "username") if new_values.get(k) not in (None, "")]
+    if not had or has or registry_host(live_values.get("imagesRepo")) != registry_host(new_values.get("imagesRepo")):
+        return None
+    return ("the cluster pulls from %s with a %s (registry.%s) and the new registry.%s has none: the switch would "
+            "drop it and DKP would pull anonymously. Give `license` (or `username`/`password`), or set "
+            "`from_current: true` to carry the current ones over"
+            % (registry_host(live_values.get("imagesRepo")), " and ".join(had), SECTIONS.get(live_mode(live)),
+               new_section))
 
 
 def redact_settings(registry):
@@ -234,6 +311,42 @@ def desired_config(live, registry):
     return obj
 
 
+# -- admission: the 1.75+ registry VAP --------------------------------------------------------------
+
+VAP_NAME = "deckhouse-module-registry-validation"
+# The opening words of the 1.75+ denials (modules/002-deckhouse/templates/registry/validation.yaml).
+VAP_DENIALS = (
+    ("Switching `spec.settings.registry.mode` to Proxy or non-configurable Unmanaged mode is not supported when "
+     "registry is running in \"Local\" mode", "Local"),
+    ("Switching `spec.settings.registry.mode` to Local mode is not supported when registry is running in "
+     "\"Proxy\" mode", "Proxy"),
+)
+
+
+class RegistryWriteDenied(DkpError):
+    """DKP's admission refused the registry settings (the 1.75+ registry VAP); nothing was written."""
+
+
+def explain_denial(error, target):
+    """A RegistryWriteDenied that explains a registry VAP denial in `error` (an ApiError), else None.
+
+    DKP gives these denials no reason code of their own (HTTP 403/422 Invalid with the policy's message), so
+    the policy's fixed message is the only thing that identifies them."""
+    status = getattr(error, "status", None)
+    if status not in (400, 403, 422):
+        return None
+    text = str(getattr(error, "msg", "") or "")
+    for opening, running in VAP_DENIALS:
+        if opening in text:
+            return RegistryWriteDenied(
+                "DKP refused the switch to %s at admission (ValidatingAdmissionPolicy %s, DKP 1.75+): the "
+                "registry runs in %s mode, and %s cannot be reached from it directly. Nothing was written. "
+                "Switch through Direct (or configurable Unmanaged) first (role registry_switch: `via: Direct`). "
+                "DKP said: %s" % (target, VAP_NAME, running, target, one_line(text)),
+                denied_by=VAP_NAME, running_mode=running, status=status)
+    return None
+
+
 # -- transitions ---------------------------------------------------------------------------------------
 
 
@@ -249,11 +362,12 @@ def transition_error(current, target, configurable=True):
     current, target = effective_mode(current), effective_mode(target)
     if {current, target} == {"Local", "Proxy"}:
         return ("mode transition from %s to %s not supported: DKP moves between Local and Proxy only through "
-                "Direct or Unmanaged; switch to Direct first (role registry_switch: `via: Direct`)"
-                % (current, target))
+                "Direct or Unmanaged (DKP 1.75+ refuses the write itself, VAP %s); switch to Direct first "
+                "(role registry_switch: `via: Direct`)" % (current, target, VAP_NAME))
     if target == "Unmanaged" and not configurable and current == "Local":
-        return ("mode transition from Local to non-configurable Unmanaged not supported: give `images_repo` "
-                "(and credentials) for a configurable Unmanaged registry")
+        return ("mode transition from Local to non-configurable Unmanaged not supported (DKP 1.75+ refuses the "
+                "write itself, VAP %s): give `images_repo` (and credentials) for a configurable Unmanaged "
+                "registry" % VAP_NAME)
     return None
 
 
@@ -300,6 +414,13 @@ def _decode(data, key):
         return None
 
 
+def _int_or_none(value):
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
 def parse_conditions(text):
     """The `conditions` key (YAML list of metav1.Condition) as plain dicts; bad input gives []."""
     if not text or not HAS_YAML:
@@ -309,7 +430,7 @@ def parse_conditions(text):
     except Exception:  # a YAML error must not break a wait; report no conditions instead
         return []
     if not isinstance(data, list):
-        return []
+        return []  # DKP renders empty conditions as `null`
     out = []
     for item in data:
         if isinstance(item, dict) and item.get("type"):
@@ -319,13 +440,15 @@ def parse_conditions(text):
                 "reason": str(item.get("reason") or ""),
                 "message": str(item.get("message") or ""),
                 "last_transition_time": str(item.get("lastTransitionTime") or "") or None,
+                "observed_generation": _int_or_none(item.get("observedGeneration")),
             })
     return out
 
 
 def empty_state():
     summary = {"exists": False, "mode": None, "target_mode": None, "hash": None, "conditions": [],
-               "complete": False, "in_progress": False, "pending": [], "failed_conditions": [], "transition_error": None,
+               "observed_generation": None, "complete": False, "in_progress": False, "pending": [],
+               "failed_conditions": [], "transition_error": None,
                "message": "Secret d8-system/registry-state does not exist: the registry module is not in use "
                           "(or has not reconciled yet)"}
     summary["fingerprint"] = fingerprint(summary)
@@ -348,12 +471,14 @@ def parse_state(secret):
     pending = [c for c in conditions if c["status"] != "True" and c["type"] != ERR_TRANSITION]
     failed = [c for c in conditions
               if (c["type"] == ERR_TRANSITION and c["status"] == "True") or (c["reason"] == "Error" and c["status"] != "True")]
+    generations = [c["observed_generation"] for c in conditions if c["observed_generation"] is not None]
     summary = {
         "exists": True,
         "mode": mode,
         "target_mode": target,
         "hash": _decode(data, "hash"),
         "conditions": conditions,
+        "observed_generation": max(generations) if generations else None,
         "complete": complete,
         "in_progress": bool(target) and not complete and not transition,
         "pending": pending,
@@ -377,9 +502,10 @@ def describe_state_short(mode, target, complete, transition, pending):
 
 
 def fingerprint(summary):
-    """A short digest of what a watcher shows (never of `state`): equal digests mean nothing to report."""
-    view = {k: summary.get(k) for k in ("exists", "mode", "target_mode", "hash")}
-    view["conditions"] = sorted((c["type"], c["status"], c["reason"], c["message"])
+    """A short digest of what a watcher shows (never of `state`): equal digests mean nothing to report.
+    `hash` is left out: DKP changes it on node/pod events that say nothing about the switch."""
+    view = {k: summary.get(k) for k in ("exists", "mode", "target_mode")}
+    view["conditions"] = sorted((c["type"], c["status"], c["reason"], c["message"], c.get("observed_generation") or 0)
                                 for c in summary.get("conditions") or [])
     return hashlib.sha256(json.dumps(view, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -397,61 +523,161 @@ def format_condition(cond):
     return line
 
 
-def state_baseline(summary, written, resource_version=None):
-    """What the wait needs to know about the state before a write (see SwitchTracker); the
-    fingerprint and resourceVersion let the wait replay every change made after the write."""
+CHECKED_RE = re.compile(r"^(?P<name>[^\s:][^:]*?): all (?P<total>\d+) items are checked\s*$")
+PROCESSED_RE = re.compile(r"^(?P<name>[^\s:][^:]*?): (?P<done>\d+) of (?P<total>\d+) items processed"
+                          r"(?:, (?P<errors>\d+) items with errors)?")
+
+
+def parse_checker(message):
+    """The image checker's message (hooks/checker/models.go) as {check_mode, registries, errors}.
+
+    `Mode: <Default|Relax>` first, then one line per registry: `<name>: all N items are checked` or
+    `<name>: X of Y items processed[, Z items with errors:]` followed by `- source/image/error` items. In
+    Local mode `<name>` is a node name: the images are checked against each master's own registry."""
+    out = {"check_mode": None, "registries": [], "errors": [], "initializing": False}
+    for raw in str(message or "").splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line == "Initializing":
+            out["initializing"] = True
+        elif line.startswith("Mode:"):
+            out["check_mode"] = line.split(":", 1)[1].strip() or None
+        elif line.startswith("- "):
+            out["errors"].append(line[2:].strip())
+        else:
+            m = CHECKED_RE.match(line)
+            if m:
+                total = int(m.group("total"))
+                out["registries"].append({"name": m.group("name"), "checked": total, "total": total,
+                                          "errors": 0, "complete": True})
+                continue
+            m = PROCESSED_RE.match(line)
+            if m:
+                out["registries"].append({"name": m.group("name"), "checked": int(m.group("done")),
+                                          "total": int(m.group("total")), "errors": int(m.group("errors") or 0),
+                                          "complete": False})
+    return out
+
+
+CONFIG_GENERATION_ANNOTATION = "registry.deckhouse.io/generation"
+
+
+def config_generation(secret):
+    """The generation of Secret d8-system/registry-config (None when absent): annotation
+    registry.deckhouse.io/generation, else metadata.generation. Only metadata is read: the Secret's data
+    holds the registry credentials."""
+    if not secret:
+        return None
+    meta = secret.get("metadata") or {}
+    gen = _int_or_none((meta.get("annotations") or {}).get(CONFIG_GENERATION_ANNOTATION))
+    return gen if gen is not None else _int_or_none(meta.get("generation"))
+
+
+def state_baseline(summary, written, generation=None, resource_version=None):
+    """What the wait needs to know about the state before a write (see SwitchTracker)."""
     return {"exists": bool(summary.get("exists")), "mode": summary.get("mode"),
             "target_mode": summary.get("target_mode"), "hash": summary.get("hash"), "written": bool(written),
+            "complete": bool(summary.get("complete")), "config_generation": generation,
+            "observed_generation": summary.get("observed_generation"),
             "fingerprint": summary.get("fingerprint"), "resource_version": resource_version}
 
 
 class SwitchTracker:
     """Follows registry-state after a write toward `target` and tells progress, success and failure.
 
-    A state counts only when it belongs to the write (`baseline`, the state read just before it):
-    * the target changed: DKP clears the conditions when the target changes, so once target_mode is
-      ours the conditions are fresh;
-    * the target was already ours (parameter change, or a second write): the `hash` must differ from
-      the one before the write, or a Ready left from the previous parameters would pass;
-    * nothing was written (resume, idempotent run): any state toward the target counts.
+    A state counts (is *fresh*) only when there is evidence that the orchestrator saw the write
+    (`baseline` is the state read just before it):
+    * nothing was written (resume, idempotent run): any state toward the target counts;
+    * the target mode changed: DKP clears the conditions then, so once target_mode is ours they are new;
+    * the same target (a parameter change): the conditions' observedGeneration must pass the
+      generation Secret registry-config had before the write (Deckhouse renders our change into it);
+      where DKP gives no generations, a state that is not complete must be seen after the write
+      (the orchestrator reset Ready) before a Ready counts. `hash` proves nothing: DKP changes it
+      on unrelated events, and a stale Ready=True stays next to it.
+    Once fresh, a target_mode other than ours means another run (or an operator) took over: fail.
     """
 
-    def __init__(self, target, baseline=None, started=0.0):
+    def __init__(self, target, baseline=None, started=0.0, configurable=True, images_timeout=None,
+                 wait_timeout=None):
         self.target = target
         self.baseline = baseline or {}
         self.started = started
+        self.configurable = configurable
+        self.wait_timeout = wait_timeout
+        self.images_timeout = images_timeout
         self.fresh = False
+        self.reset_seen = False
         self.last = None
+        self.lines = []  # every progress line shown, for the task result
         self.events = []  # every reported change: {after, type, status, reason, message}
         self.true_at = {}  # condition type -> seconds after start when it (last) became True
         self.first_seen = {}
+        self.images_started_at = None  # clock time the images check started (fresh IMAGES seen)
         self.images_true_at = None
+        self.taken_over = None
+        self.timed_out = None  # the timeout message once a deadline passed
         self._prev_fresh = False
+
+    # -- freshness ---------------------------------------------------------------------------------
+    def _ours(self, summary):
+        return effective_mode(summary.get("target_mode")) == effective_mode(self.target)
+
+    def evidence(self):
+        """How this wait tells our state from an older one (for docs and results)."""
+        base = self.baseline
+        if not base.get("written"):
+            return "nothing written by this task: the current state toward the target counts"
+        if not base.get("exists") or effective_mode(base.get("target_mode")) != effective_mode(self.target):
+            return "target_mode changed to %s (DKP clears the conditions on a new target)" % self.target
+        if base.get("config_generation") is not None:
+            return ("conditions observe registry-config generation > %s (the one before the write)"
+                    % base["config_generation"])
+        return "the orchestrator reset Ready after the write (DKP reports no generations here)"
 
     def is_fresh(self, summary):
         if self.fresh:
-            return True
-        if not summary.get("exists") or effective_mode(summary.get("target_mode")) != effective_mode(self.target):
+            return self._ours(summary)
+        if not summary.get("exists") or not self._ours(summary):
             return False
         base = self.baseline
         if not base.get("written") or not base.get("exists"):
             self.fresh = True
         elif effective_mode(base.get("target_mode")) != effective_mode(self.target):
             self.fresh = True
-        elif summary.get("hash") != base.get("hash"):
-            self.fresh = True
+        elif base.get("config_generation") is not None and summary.get("observed_generation") is not None:
+            self.fresh = summary["observed_generation"] > base["config_generation"]
+        else:
+            if not summary.get("complete"):
+                self.reset_seen = True
+            self.fresh = self.reset_seen
         return self.fresh
 
+    def _ready_fresh(self, summary):
+        """The Ready condition itself belongs to the write (a generation-based wait checks Ready's own)."""
+        base = self.baseline
+        if not (base.get("written") and base.get("exists")
+                and effective_mode(base.get("target_mode")) == effective_mode(self.target)
+                and base.get("config_generation") is not None):
+            return True
+        ready = next((c for c in summary.get("conditions") or [] if c["type"] == READY), None)
+        if ready is None or ready.get("observed_generation") is None:
+            return True
+        return ready["observed_generation"] > base["config_generation"]
+
+    # -- observing ---------------------------------------------------------------------------------
     def observe(self, summary, now):
         """Record an observed state; returns the lines to show (may be empty)."""
         after = round(max(0.0, now - self.started), 1)
         lines = []
         prev = self.last
+        if self.fresh and summary.get("exists") and not self._ours(summary) and summary.get("target_mode"):
+            self.taken_over = summary.get("target_mode")
         if prev is None or (prev.get("target_mode"), prev.get("mode")) != (summary.get("target_mode"), summary.get("mode")):
             if summary.get("exists"):
                 lines.append("registry-state: mode %s, target %s%s" % (
                     summary.get("mode") or "-", summary.get("target_mode") or "-",
-                    "" if self.is_fresh(summary) else " (waiting for DKP to pick up the new target)"))
+                    "" if self.is_fresh(summary) else " (waiting for DKP to pick up the new settings)"))
             else:
                 lines.append("registry-state: Secret d8-system/registry-state does not exist yet")
         fresh = self.is_fresh(summary)
@@ -468,17 +694,25 @@ class SwitchTracker:
                                         "reason": cond["reason"], "message": cond["message"],
                                         "last_transition_time": cond.get("last_transition_time")})
                     self.first_seen.setdefault(cond["type"], after)
+                    if cond["type"] == IMAGES and self.images_started_at is None:
+                        self.images_started_at = now
                     if cond["status"] == "True":
                         self.true_at[cond["type"]] = after
                         if cond["type"] == IMAGES and self.images_true_at is None:
                             self.images_true_at = now
         self._prev_fresh = fresh
         self.last = summary
+        self.lines.extend(lines)
         return lines
 
     def failure(self):
-        """Fail-fast message once DKP refused our target."""
+        """Fail-fast message: DKP refused our target, or someone else's target replaced ours."""
         s = self.last or {}
+        if self.taken_over:
+            return ("registry-state now shows target_mode %s instead of %s: another run (or an operator) changed "
+                    "the registry settings while this one waited. Only one switch may run at a time "
+                    "(deckhouse.platform.run_lock); check ModuleConfig deckhouse spec.settings.registry"
+                    % (self.taken_over, self.target))
         if self.fresh and s.get("transition_error"):
             return ("DKP refused the switch to %s: %s. Nothing more will happen until the registry settings are "
                     "changed: switch through Direct or Unmanaged first (role registry_switch: `via: Direct`)."
@@ -488,7 +722,8 @@ class SwitchTracker:
     @property
     def done(self):
         s = self.last or {}
-        return bool(self.fresh and s.get("complete") and effective_mode(s.get("mode")) == effective_mode(self.target))
+        return bool(self.fresh and self._ours(s) and s.get("complete") and self._ready_fresh(s)
+                    and effective_mode(s.get("mode")) == effective_mode(self.target))
 
     def images_pending(self):
         """The RegistryContainsRequiredImages condition while it is not True (after our write), else None."""
@@ -499,13 +734,42 @@ class SwitchTracker:
                 return cond
         return None
 
+    def checker(self):
+        """The parsed image-checker message of the current state (see parse_checker)."""
+        for cond in (self.last or {}).get("conditions") or [] if self.fresh else []:
+            if cond["type"] == IMAGES:
+                return parse_checker(cond["message"])
+        return parse_checker("")
+
+    # -- deadlines ---------------------------------------------------------------------------------
+    def check_deadlines(self, now, push=None):
+        """The timeout message once a deadline passed (kept in `timed_out`), else None.
+
+        `wait_timeout` counts from the start; for Local, the time spent waiting for the images to be
+        pushed is not counted there but against `images_timeout`, which starts when the images check
+        starts (after the node services: released step order)."""
+        if self.timed_out:
+            return self.timed_out
+        local = effective_mode(self.target) == "Local"
+        images_wait = 0.0
+        if local and self.images_started_at is not None and self.images_timeout is not None:
+            end = self.images_true_at if self.images_true_at is not None else now
+            images_wait = max(0.0, end - self.images_started_at)
+            if self.images_true_at is None and images_wait >= self.images_timeout:
+                self.timed_out = images_timeout_message(self.images_timeout, self, push)
+                return self.timed_out
+        if self.wait_timeout is not None and now - self.started - images_wait >= self.wait_timeout:
+            self.timed_out = self.timeout_message(self.wait_timeout)
+        return self.timed_out
+
     def not_true(self):
         """Every condition that is not True, and the documented steps not reported yet."""
         s = self.last or {}
         conds = s.get("conditions") or [] if self.fresh else []
         bad = [c for c in conds if c["status"] != "True" and c["type"] != ERR_TRANSITION]
         seen = {c["type"] for c in conds}
-        missing = [t for t in STEPS.get(effective_mode(self.target), ()) if t not in seen]
+        steps = steps_for(self.target, self.baseline.get("mode"), self.configurable)
+        missing = [t for t in steps if t not in seen]
         return bad, missing
 
     def timeout_message(self, timeout, what=None):
@@ -514,9 +778,10 @@ class SwitchTracker:
         if not s.get("exists"):
             state = "Secret d8-system/registry-state does not exist (is the registry module enabled?)"
         elif not self.fresh:
-            state = ("registry-state still shows mode %s, target %s from before the change (hash unchanged): DKP "
-                     "has not picked up the new settings; check the deckhouse leader pod and its queue"
-                     % (s.get("mode"), s.get("target_mode")))
+            state = ("registry-state still shows mode %s, target %s%s from before the change: DKP has not "
+                     "picked up the new settings (evidence looked for: %s); check the deckhouse leader pod and "
+                     "its queue" % (s.get("mode"), s.get("target_mode"),
+                                    ", Ready=True" if s.get("complete") else "", self.evidence()))
         else:
             bad, missing = self.not_true()
             parts = [format_condition(c) for c in bad]
@@ -532,6 +797,10 @@ class SwitchTracker:
         for ctype, first in sorted(self.first_seen.items(), key=lambda kv: kv[1]):
             out.append({"type": ctype, "first_seen": first, "true_after": self.true_at.get(ctype)})
         return out
+
+    def details(self):
+        return {"state": self.last, "progress": list(self.events), "progress_lines": list(self.lines),
+                "timings": self.timings(), "evidence": self.evidence()}
 
 
 # -- Local: how to push the images -------------------------------------------------------------------
@@ -556,83 +825,32 @@ def local_push_instructions(global_config, rw_secret):
             "public_domain_known": bool(template), "command": command}
 
 
-# -- following a switch ------------------------------------------------------------------------------
+def per_node_registries(tracker):
+    """The per-node registries the Local images check reports on: [{name, checked, total, errors}]."""
+    return [dict(r) for r in tracker.checker()["registries"]]
+
+
+def push_hint(tracker, push):
+    """What to push where, naming the per-node registries that still miss images."""
+    nodes = per_node_registries(tracker)
+    missing = [n for n in nodes if not n["complete"]]
+    where = ""
+    if nodes:
+        where = (" The images are checked against the registry on each master node: %s."
+                 % ", ".join("%s (%s of %s)" % (n["name"], n["checked"], n["total"]) for n in (missing or nodes)))
+    how = (" Push them: %s (the password is in %s); the in-cluster registry serves every node's registry."
+           % (push["command"], push["password_from"])) if push else ""
+    return where + how
 
 
 def images_timeout_message(timeout, tracker, push):
     cond = tracker.images_pending() or {}
     seen = format_condition(cond) if cond else "%s not reported yet" % IMAGES
-    how = (" Push them: %s (the password is in %s)" % (push["command"], push["password_from"])) if push else ""
-    return ("Timed out after %ss waiting for the platform images in the in-cluster registry (%s).%s"
-            % (int(timeout), seen, how))
+    return ("Timed out after %ss (counted from the start of the images check) waiting for the platform images in "
+            "the in-cluster registry (%s).%s" % (int(timeout), seen, push_hint(tracker, push)))
 
 
-def follow_switch(step, tracker, wait_timeout, images_timeout=None, clock=None, sleep=None, on_lines=None,
-                  on_images_pending=None, push=None, step_timeout=30, max_errors=5, since=None):
-    """Drive `step(fingerprint, timeout) -> state summary` until the switch completes, fails or times out.
-
-    `step(None, 0)` must read at once; with a fingerprint it returns on the next change (or after
-    `timeout` seconds). `since` (the fingerprint before a write) starts with the changes after it
-    instead of the current state. Lines to show go to `on_lines`; `on_images_pending(condition)` is
-    called once when a Local switch waits for images to be pushed. Raises DkpError with the tracker's
-    details.
-    """
-    import time as _time
-    clock = clock or _time.monotonic
-    sleep = sleep or _time.sleep
-    local = effective_mode(tracker.target) == "Local"
-    start = tracker.started = clock()
-    fp = since
-    deadline = start + step_timeout
-    errors = 0
-    told_push = False
-    while True:
-        try:
-            now = clock()
-            if fp is None:
-                summary = step(None, 0)
-            else:
-                summary = step(fp, max(1, int(min(step_timeout, max(1.0, deadline - now)))))
-            errors = 0
-        except DkpError as e:
-            errors += 1
-            if errors >= max_errors:
-                raise DkpError("Lost track of the registry switch: %s" % e.msg, **tracker_details(tracker))
-            sleep(min(2.0 * errors, 10.0))
-            continue
-        now = clock()
-        for seen in summary.get("history") or [summary]:
-            lines = tracker.observe(seen, now)
-            if lines and on_lines:
-                on_lines(lines)
-        fp = summary.get("fingerprint")
-        pending = tracker.images_pending() if local else None
-        if pending and not told_push and on_images_pending:
-            on_images_pending(pending)
-            told_push = True
-        message = tracker.failure()
-        if message:
-            raise DkpError(message, **tracker_details(tracker))
-        if tracker.done:
-            return summary
-        if not tracker.baseline.get("written") and not summary.get("exists"):
-            return summary  # nothing written and no registry module at work: nothing will happen
-        if local and tracker.images_true_at is None and images_timeout is not None:
-            deadline = start + images_timeout
-            if now >= deadline:
-                raise DkpError(images_timeout_message(images_timeout, tracker, push), **tracker_details(tracker))
-        else:
-            base = tracker.images_true_at if (local and tracker.images_true_at is not None) else start
-            deadline = base + wait_timeout
-            if now >= deadline:
-                raise DkpError(tracker.timeout_message(wait_timeout), **tracker_details(tracker))
-
-
-def tracker_details(tracker):
-    return {"state": tracker.last, "progress": list(tracker.events), "timings": tracker.timings()}
-
-
-# -- reading through a DkpClient ------------------------------------------------------------------------
+# -- reading and waiting through a DkpClient -------------------------------------------------------------
 
 
 def read_state(client):
@@ -640,89 +858,115 @@ def read_state(client):
     return parse_state(client.get("Secret", STATE_SECRET, NAMESPACE))
 
 
-def watch_state(client, since=None, resource_version=None, timeout=30, gather=1.0, clock=None, sleep=None):
-    """Every state the Secret went through after (`since` fingerprint, `resource_version`).
+def read_config_generation(client):
+    """Generation of Secret registry-config, None when it is absent or unreadable (then the wait falls back
+    to seeing the orchestrator reset Ready)."""
+    try:
+        return config_generation(client.get("Secret", CONFIG_SECRET, NAMESPACE))
+    except ForbiddenError:
+        return None
 
-    Returns (history, resource_version, timed_out). `history` lists the summaries whose fingerprint
-    changed, oldest first. Resuming from the resourceVersion of the previous call means no change is
-    lost between two calls; after the first change, events are gathered `gather` more seconds so a
-    burst of changes comes back in one answer. An empty history means nothing changed within
-    `timeout`. Without `since` the current state is returned at once.
-    """
+
+def wait_switch(client, tracker, on_lines=None, on_images_pending=None, push=None, clock=None, sleep=None,
+                heartbeat=5.0):
+    """Follow registry-state on the one wait engine (dkp_wait.wait_for) until the switch completes.
+
+    Rides through dropped watches and an apiserver restart (the engine's job); fails at once on DKP's
+    refusal or a foreign target; times out by the tracker's deadlines (see check_deadlines). Returns the
+    final state summary; raises WaitFailed/WaitTimeout with the tracker's details."""
     import time as _time
 
-    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import ApiError
+    from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_wait
 
     clock = clock or _time.monotonic
-    sleep = sleep or _time.sleep
+    tracker.started = clock()
+    local = effective_mode(tracker.target) == "Local"
+    seen = {"key": None, "told_push": False}
+
+    def judge(obj):
+        meta = (obj or {}).get("metadata") or {}
+        key = (meta.get("uid"), meta.get("resourceVersion")) if obj else ("absent",)
+        if key != seen["key"]:
+            seen["key"] = key
+            lines = tracker.observe(parse_state(obj), clock())
+            if lines and on_lines:
+                on_lines(lines)
+            pending = tracker.images_pending() if local else None
+            if pending and not seen["told_push"] and on_images_pending:
+                on_images_pending(pending)
+                seen["told_push"] = True
+
+    def failure(obj):
+        judge(obj)
+        return tracker.failure() or tracker.check_deadlines(clock(), push)
+
+    def predicate(obj):
+        judge(obj)
+        if tracker.done:
+            return True
+        # nothing written and no registry module at work: nothing will happen
+        return not tracker.baseline.get("written") and not (tracker.last or {}).get("exists")
+
+    def tick():
+        return tracker.check_deadlines(clock(), push)
+
+    def describe(obj):
+        return (tracker.last or parse_state(obj)).get("message")
+
+    outer = (tracker.wait_timeout or 0) + (tracker.images_timeout or 0 if local else 0) + 60
+    try:
+        dkp_wait.wait_for(client, "Secret", STATE_SECRET, predicate, outer, namespace=NAMESPACE,
+                          describe=describe, failure=failure, tick=tick, heartbeat=heartbeat, clock=clock,
+                          sleep=sleep)
+    except dkp_wait.WaitFailed as e:
+        if tracker.timed_out:
+            raise dkp_wait.WaitTimeout(tracker.timed_out, last_state=describe(None), **tracker.details())
+        raise dkp_wait.WaitFailed(e.msg, last_state=describe(None), **tracker.details())
+    except dkp_wait.WaitTimeout:
+        message = tracker.timed_out or tracker.timeout_message(tracker.wait_timeout or outer)
+        raise dkp_wait.WaitTimeout(message, last_state=describe(None), **tracker.details())
+    return tracker.last
+
+
+def follow_switch(client, mode, baseline, wait_timeout, images_timeout, push=None, configurable=True, on_lines=None,
+                  on_images_pending=None):
+    """The one wait of a switch - the action plugin runs it on the controller, the module on a remote host.
+    Returns (result keys, error or None): the progress goes into the result either way."""
+    import time as _time
+
+    tracker = SwitchTracker(mode, baseline, configurable=configurable, wait_timeout=wait_timeout,
+                            images_timeout=images_timeout)
+    started = _time.monotonic()
+    try:
+        final = wait_switch(client, tracker, on_lines=on_lines, on_images_pending=on_images_pending, push=push)
+        error = None
+    except DkpError as e:
+        final, error = tracker.last, e
+    out = dict(tracker.details(), state=final, duration=round(_time.monotonic() - started, 1))
+    return out, error
+
+
+def wait_for_change(client, since, timeout):
+    """(summary, timed_out): the state once its fingerprint differs from `since`, on the one wait engine.
+    `history` lists every state seen on the way (oldest first)."""
+    from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_wait
+
     history = []
-    last_fp = since
-    rv = resource_version
-    deadline = clock() + max(0, timeout)
 
-    def relist():
-        items, list_rv = client.list("Secret", namespace=NAMESPACE, field_selector="metadata.name=%s" % STATE_SECRET)
-        return parse_state(items[0] if items else None), list_rv
+    def changed(obj):
+        summary = parse_state(obj)
+        if not history or history[-1]["fingerprint"] != summary["fingerprint"]:
+            if summary["fingerprint"] != since:
+                history.append(summary)
+        return summary["fingerprint"] != since
 
-    if not since or not rv:
-        current, rv = relist()
-        if current["fingerprint"] != since:
-            return [current], rv, False
-    gather_until = None
-    failures = 0
-    while True:
-        end = gather_until if gather_until is not None else deadline
-        remaining = end - clock()
-        if remaining <= 0:
-            break
-        try:
-            events = client.watch("Secret", rv, namespace=NAMESPACE, name=STATE_SECRET, timeout=max(1, remaining))
-            try:
-                for etype, obj in events:
-                    rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
-                    if etype == "BOOKMARK":
-                        continue
-                    summary = parse_state(None if etype == "DELETED" else obj)
-                    if summary["fingerprint"] != last_fp:
-                        history.append(summary)
-                        last_fp = summary["fingerprint"]
-                        if gather_until is None:
-                            # leave the long watch: gathering goes on with a short one
-                            gather_until = clock() + gather
-                            break
-                    if gather_until is not None and clock() >= gather_until:
-                        break
-            finally:
-                events.close()
-            failures = 0
-        except ApiError as e:
-            if e.status in (401, 403) or e.reason == "NotServed":
-                raise
-            current, rv = relist()  # 410: history compacted; anything else: start over from a list
-            if current["fingerprint"] != last_fp:
-                history.append(current)
-                last_fp = current["fingerprint"]
-                gather_until = gather_until or clock()
-        except DkpError:
-            failures += 1
-            if failures > 5:
-                raise
-            sleep(min(1.0, max(0.0, end - clock())))
-            rv = None
-            current, rv = relist()
-            if current["fingerprint"] != last_fp:
-                history.append(current)
-                last_fp = current["fingerprint"]
-                gather_until = gather_until or clock()
-        if gather_until is not None and clock() >= gather_until:
-            break
-    return history, rv, not history
-
-
-def wait_for_change(client, since, timeout, resource_version=None):
-    """(summary, timed_out): the latest state after a change from `since` (see watch_state)."""
-    history, rv, timed_out = watch_state(client, since, resource_version, timeout)
-    summary = dict(history[-1]) if history else read_state(client)
+    try:
+        dkp_wait.wait_for(client, "Secret", STATE_SECRET, changed, timeout, namespace=NAMESPACE,
+                          describe=lambda obj: parse_state(obj)["message"])
+    except dkp_wait.WaitTimeout:
+        summary = read_state(client)
+        summary["history"] = []
+        return summary, True
+    summary = dict(history[-1])
     summary["history"] = history
-    summary["resource_version"] = rv
-    return summary, timed_out
+    return summary, False

@@ -15,6 +15,14 @@ __metaclass__ = type
 import re
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
+    describe_module,
+    is_true,
+    module_summary,
+    stuck_failure,
+    transient_failure,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import condition
 
 APPROVED_ANNOTATION = "modules.deckhouse.io/approved"
 APPLY_NOW_ANNOTATION = "modules.deckhouse.io/apply-now"
@@ -107,9 +115,24 @@ def annotations_of(obj):
     return ((obj or {}).get("metadata") or {}).get("annotations") or {}
 
 
+# Go's strconv.ParseBool: exactly these spellings are true (not `TrUe`, not ` true `).
+GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def parse_go_bool(text):
+    """True/False as Go's strconv.ParseBool reads `text`, None when Go would return an error."""
+    if text in GO_TRUE:
+        return True
+    if text in GO_FALSE:
+        return False
+    return None
+
+
 def is_approved(release):
-    """DKP parses the approval annotation with strconv.ParseBool."""
-    return annotations_of(release).get(APPROVED_ANNOTATION, "").strip().lower() in ("1", "t", "true")
+    """DKP honours only `modules.deckhouse.io/approved`, parsed with strconv.ParseBool (an unparsable
+    value counts as not approved)."""
+    return parse_go_bool(annotations_of(release).get(APPROVED_ANNOTATION)) is True
 
 
 def sort_releases(releases):
@@ -179,6 +202,8 @@ def release_summary(release):
         "update_policy": labels.get(UPDATE_POLICY_LABEL),
         "source": labels.get("source"),
         "apply_after": (release.get("spec") or {}).get("applyAfter"),
+        # Released DKP (1.75, 1.76) keeps the version jumps a release allows in spec.update.versions.
+        "update_versions": list((((release.get("spec") or {}).get("update") or {}).get("versions")) or []),
         "blocked_by": blocking_reasons(status.get("message")) if phase == PHASE_PENDING else [],
     }
 
@@ -350,3 +375,113 @@ def duration_error(value, option):
         return ("%s must be a duration like 30s, 3m or 1h30m (pattern %s), got %r"
                 % (option, DURATION_PATTERN, value))
     return None
+
+
+# -- waits ------------------------------------------------------------------------------------------
+# The rules the one wait engine (dkp_wait.wait_for) applies to releases: what "done" means, what fails at
+# once, and how the last state reads on timeout. Writers and module_release_info share them.
+
+WAIT_TARGETS = ("deployed", "pending", "reinstalled")
+
+
+def describe_release(client, module_name):
+    """describe(release) for timeouts: the release's phase and message, and the Module's phase."""
+    def describe(release):
+        if release is None:
+            text = "the ModuleRelease does not exist"
+        else:
+            summary = release_summary(release)
+            text = "release %s is %s%s" % (summary["name"], summary["phase"],
+                                           ": %s" % summary["message"] if summary["message"] else "")
+            pending = [k for k in (REINSTALL_ANNOTATION, IS_UPDATING_ANNOTATION)
+                       if annotations_of(release).get(k) == "true"]
+            if pending:
+                text += " (annotations %s still \"true\")" % ", ".join(pending)
+        if not module_name:
+            return text
+        try:
+            module = client.get("Module", module_name)
+        except DkpError as e:  # the description must not hide the timeout behind another error
+            return text + "; Module %s: not read (%s)" % (module_name, e.msg)
+        text += "; Module %s: %s" % (module_name, describe_module(module))
+        if module is not None and is_true(condition(module, "IsOverridden")):
+            text += " (overridden by a ModulePullOverride: DKP does not process its Pending releases)"
+        return text
+    return describe
+
+
+def release_final(release):
+    """A message when the release can no longer become Deployed (deleted or in a final phase), else None."""
+    if release is None:
+        return "The ModuleRelease was deleted while waiting"
+    phase = release_phase(release)
+    if phase in FINAL_PHASES:
+        message = (release.get("status") or {}).get("message")
+        return "ModuleRelease %s became %s%s" % (release["metadata"]["name"], phase,
+                                                ": %s" % message if message else "")
+    return None
+
+
+def is_deployed(release):
+    return release is not None and release_phase(release) == PHASE_DEPLOYED
+
+
+def is_pending(release):
+    return release is not None and release_phase(release) == PHASE_PENDING
+
+
+def reinstall_settled(release):
+    """DKP took the reinstall request off the release and finished the deploy (isUpdating not "true")."""
+    annotations = annotations_of(release)
+    return (release is not None and annotations.get(REINSTALL_ANNOTATION) != "true"
+            and annotations.get(IS_UPDATING_ANNOTATION) != "true")
+
+
+def left_deployed(release):
+    """Failure rule while reinstalling: the release must stay Deployed."""
+    if release is not None and release_phase(release) != PHASE_DEPLOYED and release_phase(release) not in FINAL_PHASES:
+        return "ModuleRelease %s is no longer Deployed (%s) while reinstalling" % (
+            release["metadata"]["name"], release_phase(release))
+    return release_final(release)
+
+
+def pending_failure(release):
+    """Waiting for a release to be Pending: a Deployed or final release will never be Pending again."""
+    if release is None:
+        return None  # it may still be created by the next registry scan
+    phase = release_phase(release)
+    if phase != PHASE_PENDING:
+        return "ModuleRelease %s is %s, not Pending: it will not become Pending again" % (
+            release["metadata"]["name"], phase)
+    return None
+
+
+def release_wait_rules(client, module_name, target):
+    """Keyword arguments of dkp_wait.wait_for for a wait on one ModuleRelease until `target`
+    (deployed, pending or reinstalled; the Module's own readiness after a reinstall is a second wait)."""
+    describe = describe_release(client, module_name)
+    if target == "deployed":
+        return dict(predicate=is_deployed, failure=release_final, describe=describe)
+    if target == "pending":
+        return dict(predicate=is_pending, failure=pending_failure, describe=describe)
+    if target == "reinstalled":
+        return dict(predicate=reinstall_settled, failure=left_deployed, describe=describe)
+    raise ValueError("unknown release wait target %r" % (target,))
+
+
+def module_ready_rules(client, module_name, release_name):
+    """wait_for keyword arguments for the Module of a reinstalled release: Ready with IsReady=True."""
+    describe_mr = describe_release(client, None)
+
+    def describe(module):
+        try:
+            release = client.get("ModuleRelease", release_name)
+        except DkpError:
+            release = None
+        return "%s; Module %s: %s" % (describe_mr(release), module_name, describe_module(module))
+
+    # The Module rules are the Module kind's (dkp_modules): Conflict/Unavailable fail at once, hook errors and
+    # failed pulls only after the grace window.
+    return dict(predicate=lambda m: m is not None and module_summary(m)["ready"],
+                failure=lambda m: stuck_failure(module_name, m), transient=lambda m: transient_failure(module_name, m),
+                describe=describe)

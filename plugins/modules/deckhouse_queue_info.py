@@ -20,15 +20,20 @@ description:
   - Returns the totals, every active queue with its tasks, and the failing tasks. Deckhouse reports a task's
     errors only inside its description (C(:failures N:<last error>)); they are parsed into RV(failing_tasks).
   - Read-only - never reports a change and runs unchanged in check mode (the exec only reads).
-  - While the leader pod is being replaced (Deckhouse restarts after every registry or module change) the
-    read is retried for up to O(leader_wait_timeout) seconds. No leader pod at all, or an RBAC refusal of
-    C(pods/exec), fails with a message saying what to do.
+  - Task descriptions are parsed as shell-operator writes them (C(<Type>:<queue>[:<metadata>][:failures N[:<error>]]),
+    for example C(ModuleRun:main:cert-manager:doStartup:OnStartup)) into C(type), C(module), C(event), C(failures) and
+    C(error); a queue whose status says C(sleep after fail for 10s) is backing off its first task, which counts as
+    failing.
+  - While the leader pod is being replaced or Deckhouse restarts (after registry switches, release deploys and
+    reinstalls; its debug API then refuses connections) the read is retried with growing pauses for up to
+    O(leader_wait_timeout) seconds, then fails saying that Deckhouse is restarting. No leader pod at all fails with
+    a message saying what to do; an RBAC refusal of C(pods/exec) or rejected credentials fail at once.
 author: deckhouse.platform contributors (@deckhouse)
 options:
   leader_wait_timeout:
     description:
       - Seconds to keep retrying while there is no Running leader pod or the queue API does not answer yet.
-      - V(0) tries once.
+      - V(0) tries once; negative values are refused.
     type: int
     default: 120
 extends_documentation_fragment:
@@ -85,17 +90,26 @@ active_queues:
       description: Number of tasks.
       type: int
     status:
-      description: What the queue is doing, for example C(run first task).
+      description: What the queue is doing, for example C(run first task) or C(sleep after fail for 10s).
       type: str
+    backoff_seconds:
+      description: The pause of C(sleep after fail for N) in the status (the first task is failing), else null.
+      type: float
     tasks:
-      description: Tasks with C(index), C(description), C(failures) and C(error).
+      description: Tasks with C(index), C(description), C(type), C(module), C(event), C(failures) and C(error).
       type: list
       elements: dict
 failing_tasks:
-  description: Tasks whose description carries C(:failures N) with N > 0 - queue, index, description, failures, error.
+  description:
+    - Tasks whose description carries C(:failures N) with N > 0, or the first task of a queue backing off - queue,
+      index, description, type, module, event, failures, error, backoff_seconds.
   returned: always
   type: list
   elements: dict
+startup_tasks:
+  description: Tasks of a C(doStartup) event - many right after Deckhouse (re)started.
+  returned: always
+  type: int
 empty:
   description: No task in any queue (C(summary.totalTasks == 0)).
   returned: always
@@ -106,7 +120,7 @@ leader:
   type: dict
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_queue import impersonation_note, read_queue
 
 
@@ -124,6 +138,7 @@ def main():
             leader_wait_timeout=dict(type="int", default=120),
         ),
         supports_check_mode=True,
+        non_negative_params=("leader_wait_timeout",),
     )
     module.run(lambda: run(module))
 

@@ -58,26 +58,62 @@ options:
   maintenance:
     description:
       - V(NoResourceReconciliation) stops Deckhouse reconciling the module's resources; V(off) removes it.
-    type: str
+      - A string. An unquoted YAML C(Off) or C(no) is a boolean, not V(off), and is refused rather than guessed.
+    type: raw
     choices: [NoResourceReconciliation, "off"]
   allow_disabling:
     description:
-      - When the task disables the module (or deletes the ModuleConfig), add the annotation
-        C(modules.deckhouse.io/allow-disabling=true) that DKP requires for modules whose disabling must be
-        confirmed. Without it such a task fails before writing anything.
+      - Needed when the task disables the module (or deletes its ModuleConfig) and the module is critical
+        (C(properties.critical), for example C(deckhouse) and C(registry)) or DKP asks to confirm its disabling
+        (C(properties.disableOptions.confirmation)). Without it such a task fails before writing anything.
+      - With it, the annotation C(modules.deckhouse.io/allow-disabling=true) that DKP's webhook requires is added.
     type: bool
     default: false
+  redact_keys:
+    description:
+      - More setting names whose values are secret, matched like the built-in ones.
+      - "The rule (the same for results, C(--diff), failures and the logged invocation): a key is secret wherever it
+        appears in O(settings), nested dictionaries and dictionaries inside lists included, when its name, compared
+        case-insensitively with C(_), C(-) and C(.) removed, is C(auth), C(basic), C(credentials) or
+        C(dockerconfigjson), or ends with password(s), passwd, passphrase, secret, token(s), license, licensekey,
+        apikey(s), privatekey(s), tlskey, keydata, dockercfg, accesskey, secretkey or basicauth. Everything under a
+        secret key (a string, a number, each item of a list, each leaf of a dictionary) is replaced by
+        C(VALUE_SPECIFIED_IN_NO_LOG_PARAMETER) and registered as a no_log value (with its base64 form) before the
+        module prints anything."
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
   wait:
     description:
-      - Wait until the Module is Ready with C(IsReady=True) (when enabled) or disabled (when disabled).
-      - Fails early when the ModuleConfig reports C(Error ...) or C(Ignored. unknown module name), or the
-        Module reaches a phase that needs an operator (Conflict, Error, DownloadingError, Unavailable).
+      - Wait until Deckhouse applied the change. With O(enabled=true) (or C(spec.enabled=true)) that is the Module
+        Ready (phase C(Ready), C(IsReady=True)); with V(false), the Module disabled; with C(enabled) left to the
+        bundle, whatever the bundle decided (Ready when Deckhouse enables the module, else disabled).
+      - "A state counts only on evidence that Deckhouse processed this write: after it, the Module's status differs
+        from the one read before it (phase, hooks state, or the status or transition time of C(EnabledByModuleConfig),
+        C(EnabledByModuleManager) or C(IsReady)). Deckhouse always shows that when C(spec.enabled) flips or the
+        module's enabled state changes. It shows nothing for a change of settings (or version, source, policy,
+        maintenance) of a module that stays Ready: the task then watches 5 seconds for evidence or errors and,
+        seeing none, returns RV(processed=false) and RV(ready=null) with a warning instead of claiming Ready."
+      - Fails at once when the ModuleConfig reports C(Error ...) or C(Ignored. unknown module name), or the Module is in
+        C(Conflict) or C(Unavailable). C(Error)/C(HookError) and C(DownloadingError) are retried by Deckhouse, so they
+        fail only when they persist for O(wait_grace) seconds (or at O(wait_timeout)); the failure names the last
+        hook error.
+      - An unchanged task returns the current state at once when it already is the target state.
+      - Rides through an apiserver restart and a Deckhouse restart (watch re-established, requests retried).
     type: bool
     default: false
   wait_timeout:
-    description: Seconds to wait before failing with the last observed Module state.
+    description: Seconds to wait before failing with the last observed Module state. Must be greater than 0.
     type: int
     default: 600
+  wait_grace:
+    description:
+      - Seconds a transient Module error (C(Error) with C(HookError)/C(ModuleError), C(DownloadingError)) may persist
+        before the wait fails. V(0) fails at the first one.
+    type: int
+    default: 60
+    version_added: 0.2.0
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
@@ -122,13 +158,33 @@ EXAMPLES = r"""
 
 RETURN = r"""
 config:
-  description: The ModuleConfig after the task (the dry-run result in check mode); secret-looking settings redacted.
+  description: The ModuleConfig after the task (the dry-run result in check mode); secrets redacted (O(redact_keys)).
   returned: when state is present
   type: dict
 module:
-  description: Status summary of the Module (phase, enabled, ready, source, conditions) when the task waited.
+  description:
+    - Status summary of the Module (phase, enabled, ready, source, hook_error, conditions) when the task waited.
+    - Its C(ready) is what the Module shows; see RV(ready) for whether that answers this change.
   returned: when wait is true
   type: dict
+processed:
+  description:
+    - True when the wait saw evidence that Deckhouse processed this change (or nothing was changed); false when
+      Deckhouse showed none (a settings-only change of a module that stays Ready, see O(wait)).
+  returned: when wait is true
+  type: bool
+  version_added: 0.2.0
+evidence:
+  description: What showed that Deckhouse processed the change, for example C(condition EnabledByModuleConfig changed to True).
+  returned: when wait is true
+  type: str
+  version_added: 0.2.0
+ready:
+  description:
+    - Whether the Module is Ready after this change; null when RV(processed) is false (its Ready may predate the change).
+  returned: when wait is true
+  type: bool
+  version_added: 0.2.0
 diff:
   description: Spec, labels and annotations before and after (diff mode), secrets redacted.
   returned: in diff mode, when changed
@@ -139,37 +195,29 @@ method:
   type: str
 """
 
-import time
+import copy
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import ResourceModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
     ALLOW_DISABLING_ANNOTATION,
-    MODULE_FAILED_PHASES,
     check_name,
-    config_error,
-    config_summary,
-    describe_module,
-    is_true,
-    module_summary,
+    config_wait_target,
+    disabling_refusal,
+    redact_config,
+    request_size_refusal,
+    wait_config_applied,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    condition,
-    deep_merge,
-    diff_view,
-    ensure,
-    ensure_absent,
-)
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
-
-# Seconds an unchanged, pre-existing ModuleConfig error may persist after our write before it counts.
-STALE_ERROR_GRACE = 10
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import deep_merge, diff_view, ensure, ensure_absent
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC
 
 
 def validate(params):
+    """Bad input refused before any request (numeric options > 0 are checked by DkpModule)."""
     errors = [m for m in (check_name(params["name"]),
-                          params.get("source") and check_name(params["source"], "ModuleSource name"),
-                          params.get("update_policy") and check_name(params["update_policy"], "ModuleUpdatePolicy name"))
+                          params.get("source") is not None and check_name(params["source"], "ModuleSource name"),
+                          params.get("update_policy") is not None
+                          and check_name(params["update_policy"], "ModuleUpdatePolicy name"))
               if m]
     if params["state"] == "absent":
         conflicting = [k for k in ("enabled", "version", "settings", "source", "update_policy", "maintenance")
@@ -209,105 +257,94 @@ def desired_object(params, live):
     if spec.get("settings") and not spec.get("version"):
         raise DkpError("ModuleConfig %s would have settings without a version: DKP rejects that. Set `version` to "
                        "the module's settings schema version (for example `version: 1`)." % name)
+    if live is None and not spec:
+        raise DkpError("ModuleConfig %s does not exist and the task sets nothing in it (`maintenance: off` only removes "
+                       "a maintenance mode): set `enabled`, `settings` or another field" % name)
     wanted = dict(obj, spec=spec)
     if params.get("allow_disabling") and params.get("enabled") is False:
         meta = dict(wanted.get("metadata") or {})
         meta["annotations"] = dict(meta.get("annotations") or {}, **{ALLOW_DISABLING_ANNOTATION: "true"})
         wanted["metadata"] = meta
+    refusal = request_size_refusal("ModuleConfig", name, wanted)
+    if refusal:
+        raise DkpError(refusal)
     return wanted
 
 
-def check_disabling_allowed(module, params, live):
-    """Fail before writing when DKP would refuse to disable the module without confirmation."""
-    disabling = params["state"] == "absent" or (params.get("enabled") is False
-                                                and (live or {}).get("spec", {}).get("enabled") is not False)
-    if not disabling or params["allow_disabling"]:
-        return
-    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-    if annotations.get(ALLOW_DISABLING_ANNOTATION) == "true":
-        return
-    mod = module.client.get("Module", params["name"])
-    opts = ((mod or {}).get("properties") or {}).get("disableOptions") or {}
-    if opts.get("confirmation"):
-        raise DkpError("Disabling module %s must be confirmed: %s. Set `allow_disabling: true` to add the "
-                       "%s=true annotation if you are sure." % (params["name"], opts.get("message") or "DKP asks "
-                                                                "for confirmation", ALLOW_DISABLING_ANNOTATION))
+class ModuleConfigModule(ResourceModule):
+    kind = "ModuleConfig"
+    result_key = "config"
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._module_before = None
+        self._module_read = False
 
-def wait_module(module, params, config_before, write_time):
-    name = params["name"]
-    client = module.client
-    enabled = params.get("enabled")
-    if enabled is None:
-        enabled = ((client.get("ModuleConfig", name) or {}).get("spec") or {}).get("enabled")
-    if enabled is None:  # left to the bundle: wait for whatever Deckhouse decided
-        current = client.get("Module", name)
-        enabled = bool(current) and module_summary(current)["enabled"]
-    before_error = config_error(config_before)
+    def validate(self):
+        validate(self.params)
 
-    def config_tick():
-        error = config_error(client.get("ModuleConfig", name))
-        if error and (error != before_error or time.monotonic() - write_time > STALE_ERROR_GRACE):
-            return "ModuleConfig %s reports: %s" % (name, error)
-        return None
+    def module_before(self):
+        """The Module as it was before our write (for the disabling rules and the wait's evidence)."""
+        if not self._module_read:
+            self._module_before = self.client.get("Module", self.params["name"])
+            self._module_read = True
+        return self._module_before
 
-    def ready(mod):
-        if mod is None:
-            return not enabled
-        s = module_summary(mod)
-        if enabled:
-            return s["enabled_by_config"] and s["ready"]
-        return not is_true(condition(mod, "EnabledByModuleConfig")) and not is_true(condition(mod, "IsReady"))
+    def check_disabling(self, live):
+        p = self.params
+        disabling = p["state"] == "absent" and live is not None or p.get("enabled") is False
+        if not disabling or p["allow_disabling"]:
+            return
+        refusal = disabling_refusal(p["name"], self.module_before(), live, p["state"], p.get("enabled"),
+                                    p["allow_disabling"])
+        if refusal:
+            raise DkpError(refusal)
 
-    def failure(mod):
-        if enabled and mod is not None and (mod.get("status") or {}).get("phase") in MODULE_FAILED_PHASES:
-            s = module_summary(mod)
-            if s["phase"] == "Conflict":
-                return ("Module %s is offered by several sources and none is chosen: set `source` to one of %s"
-                        % (name, ", ".join(s["available_sources"]) or "the available sources"))
-            return "Module %s cannot become Ready: %s" % (name, describe_module(mod))
-        return None
+    def desired(self, live):
+        self.check_disabling(live)
+        if self.params["wait"]:
+            self.module_before()
+        return desired_object(self.params, live)
 
-    mod = wait_for(client, "Module", name, ready, params["wait_timeout"], describe=describe_module,
-                   failure=failure, tick=config_tick)
-    return module_summary(mod) if mod else None
+    def redact(self, obj):
+        return redact_config(obj, self.params.get("redact_keys"))
 
+    def wait_present(self, res):
+        p = self.params
+        if not p["wait"]:
+            return None
+        target = config_wait_target(p.get("enabled"), (res.after or {}).get("spec"))
+        out = wait_config_applied(self.client, p["name"], target, self.module_before(), res,
+                                  p["wait_timeout"], p["wait_grace"])
+        if out["processed"] is False:
+            self.warn("Deckhouse shows no evidence of having processed this change of ModuleConfig %s (DKP reports "
+                      "none for a settings change of a module that stays %s); the Module's state may predate it. "
+                      "deckhouse.platform.deckhouse_queue_info shows whether a ModuleRun task for it is queued."
+                      % (p["name"], (out["module"] or {}).get("phase") or "as it is"))
+        return out
 
-def run(module):
-    params = module.params
-    validate(params)
-    client = module.client
-    name = params["name"]
-    result = {}
-    live = client.get("ModuleConfig", name)
-    check_disabling_allowed(module, params, live)
-
-    if params["state"] == "absent":
-        if live is not None and params["allow_disabling"]:
+    def execute(self):
+        p = self.params
+        if p["state"] != "absent":
+            return super().execute()
+        self.validate()
+        client = self.client
+        name = p["name"]
+        live = client.get("ModuleConfig", name)
+        self.check_disabling(live)
+        if live is not None and p["allow_disabling"]:
             ensure(client, "ModuleConfig", name,
                    lambda obj: deep_merge(obj, {"metadata": {"annotations": {ALLOW_DISABLING_ANNOTATION: "true"}}}),
-                   check_mode=module.check_mode)
-        res = ensure_absent(client, "ModuleConfig", name, check_mode=module.check_mode)
-        result.update(changed=res.changed, method=res.method)
-        if module.diff_mode and res.changed:
-            result["diff"] = diff_view(res.before, None)
-        return result
-
-    write_time = time.monotonic()
-    res = ensure(client, "ModuleConfig", name, lambda obj: desired_object(params, obj), check_mode=module.check_mode)
-    result.update(changed=res.changed, method=res.method, config=config_summary(res.after))
-    if module.diff_mode and res.changed:
-        result["diff"] = diff_view(res.before, res.after)
-    if params["wait"] and not module.check_mode:
-        try:
-            result["module"] = wait_module(module, params, res.before, write_time)
-        except DkpError as e:
-            raise DkpError(e.msg, changed=res.changed, config=result["config"], **e.details)
-    return result
+                   check_mode=self.check_mode)
+        res = ensure_absent(client, "ModuleConfig", name, check_mode=self.check_mode)
+        self.result.update(changed=res.changed, method=res.method)
+        if self.diff_mode and res.changed:
+            self.result["diff"] = diff_view(res.before, None, extra_keys=tuple(p.get("redact_keys") or ()))
+        return dict(self.result)
 
 
 def main():
-    module = DkpModule(
+    module = ModuleConfigModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -317,14 +354,16 @@ def main():
             settings_mode=dict(type="str", choices=["merge", "replace"], default="merge"),
             source=dict(type="str"),
             update_policy=dict(type="str"),
-            maintenance=dict(type="str", choices=["NoResourceReconciliation", "off"]),
+            # raw: with type str, Ansible maps a YAML boolean Off onto the choice "off" without a word
+            maintenance=dict(type="raw", choices=["NoResourceReconciliation", "off"]),
             allow_disabling=dict(type="bool", default=False),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=600),
+            redact_keys=dict(type="list", elements="str", default=[], no_log=False),
+            **copy.deepcopy(WAIT_ARG_SPEC)
         ),
+        secret_params=("settings",),
         supports_check_mode=True,
     )
-    module.run(lambda: run(module))
+    module.main()
 
 
 if __name__ == "__main__":

@@ -15,14 +15,21 @@ short_description: Read DKP ModuleConfigs with their status
 version_added: 0.1.0
 description:
   - Returns one ModuleConfig (O(name)) or all of them, with C(status.version) and C(status.message).
-  - Secret-looking settings (passwords, licenses, tokens, dockerCfg) are redacted.
+  - Secrets in settings are redacted by the rule of M(deckhouse.platform.module_config) (O(redact_keys) adds keys).
 author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
     description: Name of one ModuleConfig. Omit to list all.
     type: str
+  redact_keys:
+    description: More setting names whose values are secret (matched like the built-in ones, at any depth).
+    type: list
+    elements: str
+    default: []
+    version_added: 0.2.0
 extends_documentation_fragment:
   - deckhouse.platform.connection
+  - deckhouse.platform.query
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.READ_ONLY
 """
@@ -40,6 +47,11 @@ EXAMPLES = r"""
 - name: ModuleConfigs that report an error
   ansible.builtin.debug:
     msg: "{{ all_mc.configs | selectattr('error') | map(attribute='name') }}"
+
+- name: The same with a JMESPath query
+  deckhouse.platform.module_config_info:
+    query: "[?error].name"
+  register: broken
 """
 
 RETURN = r"""
@@ -82,21 +94,28 @@ configs:
     object:
       description: The whole object (without managedFields), secrets redacted.
       type: dict
+query_result:
+  description: What O(query) makes of RV(configs).
+  returned: when O(query) is set
+  type: raw
+  version_added: 0.2.0
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import config_error, config_summary
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name, config_error, redact_config
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC, apply_query, compile_query
 
 
-def item(obj):
-    spec = obj.get("spec") or {}
+def item(obj, extra_keys=()):
     status = obj.get("status") or {}
-    obj = config_summary(obj)
+    obj = redact_config(obj, extra_keys)
+    spec = obj.get("spec") or {}
     return {
         "name": obj["metadata"]["name"],
         "enabled": spec.get("enabled"),
         "version": spec.get("version"),
-        "settings": (obj.get("spec") or {}).get("settings") or {},
+        "settings": spec.get("settings") or {},
         "source": spec.get("source"),
         "update_policy": spec.get("updatePolicy"),
         "maintenance": spec.get("maintenance"),
@@ -108,17 +127,27 @@ def item(obj):
 
 
 def run(module):
+    params = module.params
+    if params.get("name") is not None and check_name(params["name"]):
+        raise DkpError(check_name(params["name"]))
+    query = compile_query(params.get("query"))
     client = module.client
-    if module.params.get("name"):
-        obj = client.get("ModuleConfig", module.params["name"])
+    if params.get("name"):
+        obj = client.get("ModuleConfig", params["name"])
         objs = [obj] if obj else []
     else:
         objs, _rv = client.list("ModuleConfig")
-    return {"configs": [item(o) for o in sorted(objs, key=lambda o: o["metadata"]["name"])]}
+    result = {"configs": [item(o, params.get("redact_keys")) for o in sorted(objs, key=lambda o: o["metadata"]["name"])]}
+    if query is not None:
+        result["query_result"] = apply_query(result["configs"], query)
+    return result
 
 
 def main():
-    module = DkpModule(argument_spec=dict(name=dict(type="str")), supports_check_mode=True)
+    module = DkpModule(argument_spec=dict(name=dict(type="str"),
+                                          redact_keys=dict(type="list", elements="str", default=[], no_log=False),
+                                          **QUERY_ARG_SPEC),
+                       supports_check_mode=True)
     module.run(lambda: run(module))
 
 

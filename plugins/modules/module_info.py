@@ -17,6 +17,7 @@ description:
   - Returns one Module (O(name)) or all Modules, optionally filtered.
   - C(ready) follows DKP's READY column (phase C(Ready) and condition C(IsReady=True)). A disabled module
     can keep phase C(Ready), so C(enabled) comes from condition C(EnabledByModuleManager).
+  - With O(wait_for) it first waits (watching, not polling) until the Module named by O(name) is in that state.
 author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
@@ -32,8 +33,32 @@ options:
   source:
     description: Only Modules taken from this source (C(Embedded) for built-in modules).
     type: str
+  wait_for:
+    description:
+      - Wait until the Module O(name) is in this state before returning it. V(ready) is phase C(Ready) with
+        C(IsReady=True); V(disabled) is C(EnabledByModuleManager) not True and not ready; V(absent) is no Module
+        object; V(overridden) is C(IsOverridden=True) (a ModulePullOverride is active); a phase name
+        (V(Reconciling), V(Downloaded), ...) is that C(status.phase).
+      - For V(ready), C(Conflict) and C(Unavailable) fail at once, and C(Error)/C(HookError) or C(DownloadingError)
+        fail when they persist for O(wait_grace) seconds, naming the last hook error.
+      - A state that already holds returns at once. Needs O(name).
+    type: str
+    choices: [ready, disabled, absent, overridden, Unavailable, Available, Downloading, DownloadingError, Reconciling,
+              Installing, HooksDisabled, WaitSyncTasks, Downloaded, Conflict, Ready, Error]
+    version_added: 0.2.0
+  wait_timeout:
+    description: Seconds O(wait_for) waits before failing with the last observed state. Must be greater than 0.
+    type: int
+    default: 300
+    version_added: 0.2.0
+  wait_grace:
+    description: Seconds a transient Module error may persist while waiting for V(ready). V(0) fails at the first one.
+    type: int
+    default: 60
+    version_added: 0.2.0
 extends_documentation_fragment:
   - deckhouse.platform.connection
+  - deckhouse.platform.query
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.READ_ONLY
 """
@@ -47,6 +72,22 @@ EXAMPLES = r"""
 - name: Show them
   ansible.builtin.debug:
     msg: "{{ enabled_modules.modules | rejectattr('ready') | map(attribute='name') }}"
+
+- name: The same with a JMESPath query
+  deckhouse.platform.module_info:
+    query: "[?enabled && !ready].name"
+  register: not_ready
+
+- name: Wait until cert-manager is Ready (a hook error that clears within a minute is tolerated)
+  deckhouse.platform.module_info:
+    name: cert-manager
+    wait_for: ready
+    wait_timeout: 600
+
+- name: Wait until a ModulePullOverride is active for console
+  deckhouse.platform.module_info:
+    name: console
+    wait_for: overridden
 """
 
 RETURN = r"""
@@ -81,14 +122,42 @@ modules:
       description: C(properties.availableSources).
       type: list
       elements: str
+    critical:
+      description: C(properties.critical).
+      type: bool
+    hook_error:
+      description: The last hook or module error Deckhouse reports (C(IsReady) reason C(HookError)/C(ModuleError)), or null.
+      type: str
     conditions:
       description: C(status.conditions).
       type: list
       elements: dict
+query_result:
+  description: What O(query) makes of RV(modules).
+  returned: when O(query) is set
+  type: raw
+  version_added: 0.2.0
+waited:
+  description: Seconds O(wait_for) waited.
+  returned: when O(wait_for) is set
+  type: float
+  version_added: 0.2.0
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import module_summary
+import time
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
+    check_name,
+    describe_module,
+    info_predicate,
+    module_summary,
+    stuck_failure,
+    transient_failure,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC, apply_query, compile_query
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
 
 
 def matches(summary, params):
@@ -101,15 +170,43 @@ def matches(summary, params):
     return True
 
 
+def validate(params):
+    errors = []
+    if params.get("name") is not None and check_name(params["name"]):
+        errors.append(check_name(params["name"]))
+    if params.get("wait_for") and not params.get("name"):
+        errors.append("wait_for waits for one Module: set `name`")
+    if errors:
+        raise DkpError("; ".join(errors))
+    return compile_query(params.get("query"))
+
+
 def run(module):
+    params = module.params
+    query = validate(params)
     client = module.client
-    if module.params.get("name"):
-        obj = client.get("Module", module.params["name"])
+    result = {}
+    name = params.get("name")
+    if params.get("wait_for"):
+        target = params["wait_for"]
+        judged = target == "ready"
+        start = time.monotonic()
+        obj = wait_for(client, "Module", name, info_predicate(target), params["wait_timeout"],
+                       describe=describe_module, grace=params["wait_grace"],
+                       failure=(lambda m: stuck_failure(name, m)) if judged else None,
+                       transient=(lambda m: transient_failure(name, m)) if judged else None)
+        result["waited"] = round(time.monotonic() - start, 3)
+        objs = [obj] if obj else []
+    elif name:
+        obj = client.get("Module", name)
         objs = [obj] if obj else []
     else:
         objs, _rv = client.list("Module")
     summaries = [module_summary(o) for o in objs]
-    return {"modules": sorted((s for s in summaries if matches(s, module.params)), key=lambda s: s["name"])}
+    result["modules"] = sorted((s for s in summaries if matches(s, params)), key=lambda s: s["name"])
+    if query is not None:
+        result["query_result"] = apply_query(result["modules"], query)
+    return result
 
 
 def main():
@@ -119,6 +216,13 @@ def main():
             phase=dict(type="list", elements="str"),
             enabled=dict(type="bool"),
             source=dict(type="str"),
+            wait_for=dict(type="str", choices=["ready", "disabled", "absent", "overridden", "Unavailable", "Available",
+                                               "Downloading", "DownloadingError", "Reconciling", "Installing",
+                                               "HooksDisabled", "WaitSyncTasks", "Downloaded", "Conflict", "Ready",
+                                               "Error"]),
+            wait_timeout=dict(type="int", default=300),
+            wait_grace=dict(type="int", default=60),
+            **QUERY_ARG_SPEC
         ),
         supports_check_mode=True,
     )

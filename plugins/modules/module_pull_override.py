@@ -19,6 +19,8 @@ description:
     process the module's Pending releases; every new image digest restarts Deckhouse.
   - Only the fields the task names are written (a JSON merge patch guarded by the object's resourceVersion).
   - The module must be enabled in its ModuleConfig for a first override to take effect.
+  - Creating an override for a module that no ModuleSource offers (in C(status.modules)) fails before anything is
+    written and names the sources and the modules they offer.
 author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
@@ -45,19 +47,24 @@ options:
     type: bool
   renew:
     description:
-      - Ask DKP to pull the tag again now (the C(renew) annotation). This is an action, so the task always reports
-        C(changed). The annotation gets a new value on every run, because DKP reacts to annotation changes and
-        keeps the annotation when the digest did not change.
+      - Ask DKP to pull the tag again now (the C(renew) annotation). The annotation gets a new value on every run,
+        because DKP reacts to annotation changes and keeps the annotation when the digest did not change.
+      - Without O(wait) the task reports C(changed) (a pull was requested). With O(wait), C(changed) says whether a
+        new image was deployed; when the tag still resolves to the digest that runs, the task reports
+        C(changed=false) and says that the module already runs the newest digest of the tag.
     type: bool
     default: false
   wait:
     description:
       - Wait until C(status.imageDigest) is set and C(status.message) is C(Ready). After O(renew) or a new O(image_tag)
         the digest must also differ from the one before the task (or, for a new tag, C(status.updatedAt) must have
-        changed), so the Ready of the previous image does not count. When the tag still names the same image, DKP
-        has nothing to deploy and the wait ends at O(wait_timeout), naming the unchanged digest.
+        changed), so the Ready of the previous image does not count.
+      - The wait waits only for what can happen. DKP reacts to a renew or a new tag at once, and when the tag still
+        names the image that runs it changes nothing at all. So when the digest has not moved about 10 seconds after
+        the write and the override is C(Ready), the wait ends there (see O(renew)) instead of at O(wait_timeout).
       - Fails early on a message that needs an operator (C(The module disabled), C(The module not found),
-        C(The source not found), C(Download error ...), ...).
+        C(The source not found), C(Download error ...), ...); a message left from before the task counts only
+        once DKP has had about 10 seconds to react to the change.
       - With O(state=absent), wait until the override is gone.
     type: bool
     default: false
@@ -66,6 +73,7 @@ options:
     type: int
     default: 300
 extends_documentation_fragment:
+  - deckhouse.platform.wait
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.CHECK_MODE_WRITE
@@ -126,13 +134,21 @@ method:
 """
 
 import datetime
-import re
 import time
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import KINDS, DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases import duration_error
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_pull_overrides import (
+    SETTLE_SECONDS,
+    desired_object,
+    gone_rules,
+    not_offered_refusal,
+    offering_sources,
+    override_wait_rules,
+    runs_newest,
+    status_of,
+    validate,
+)
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
     deep_merge,
     diff_view,
@@ -140,105 +156,43 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource im
     ensure_absent,
     strip_server_fields,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
-
-RENEW_ANNOTATION = "renew"
-READY_MESSAGE = "Ready"
-# Messages that stay until an operator acts (DKP's override controller).
-FAILURE_PREFIXES = ("The module is embedded", "The module disabled", "The module not found", "The source not found",
-                    "The module does not have an active source", "Download error", "validation failed")
-# Seconds an unchanged failure message from before our write may persist before it counts.
-STALE_ERROR_GRACE = 10
-_IMAGE_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import (
+    WAIT_ARG_SPEC,
+    WaitTimeout,
+    wait_for,
+)
 
 
-def validate(params):
-    errors = []
-    if check_name(params["name"]):
-        errors.append(check_name(params["name"]))
-    if params["state"] == "absent":
-        conflicting = [k for k in ("image_tag", "scan_interval") if params.get(k) is not None]
-        if params["renew"]:
-            conflicting.append("renew")
-        if params.get("rollback") is False:
-            conflicting.append("rollback=false")
-        if conflicting:
-            errors.append("state=absent deletes the override; remove %s from the task" % ", ".join(conflicting))
-    if params.get("image_tag") is not None and not _IMAGE_TAG_RE.match(params["image_tag"]):
-        errors.append("image_tag %r is not a valid image tag: up to 128 letters, digits, '_', '.' and '-', not "
-                      "starting with '.' or '-'" % params["image_tag"])
-    errors += [m for m in [duration_error(params.get("scan_interval"), "scan_interval")] if m]
-    if errors:
-        raise DkpError("; ".join(errors))
+def wait_running(module, name, before, must_change, written_at):
+    """Wait for the image the task asked for. When DKP has to move (renew, new tag), give it SETTLE_SECONDS; a
+    digest that has not moved by then, with the override Ready, is the newest one of the tag: nothing more
+    can happen, so the wait ends there instead of at the timeout. Returns (obj, moved)."""
+    client, timeout = module.client, module.params["wait_timeout"]
+    grace = module.params["wait_grace"]
+    deadline = time.monotonic() + timeout
+
+    def settled():
+        return time.monotonic() - written_at >= SETTLE_SECONDS
+
+    rules = override_wait_rules(name, before, must_change, settled)
+    if must_change:
+        window = min(timeout, max(1, SETTLE_SECONDS - (time.monotonic() - written_at)))
+        try:
+            return wait_for(client, "ModulePullOverride", name, timeout=window, grace=grace, **rules), True
+        except WaitTimeout:
+            live = client.get("ModulePullOverride", name)
+            if runs_newest(before, live):
+                return live, False
+            if time.monotonic() >= deadline:
+                raise
+    remaining = max(1, deadline - time.monotonic())
+    return wait_for(client, "ModulePullOverride", name, timeout=remaining, grace=grace, **rules), True
 
 
-def desired_object(params, live, renew_value):
-    name = params["name"]
-    if live is None and not params.get("image_tag"):
-        raise DkpError("ModulePullOverride %s does not exist: set image_tag to create it" % name)
-    kind = KINDS["ModulePullOverride"]
-    obj = live or {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": name}, "spec": {}}
-    overlay = {"spec": {}}
-    for option, field in (("image_tag", "imageTag"), ("scan_interval", "scanInterval"), ("rollback", "rollback")):
-        if params.get(option) is not None:
-            overlay["spec"][field] = params[option]
-    if renew_value:
-        overlay["metadata"] = {"annotations": {RENEW_ANNOTATION: renew_value}}
-    return deep_merge(obj, overlay)
-
-
-def status_of(obj):
-    return (obj or {}).get("status") or {}
-
-
-def failure_message(message):
-    if not message or not message.startswith(FAILURE_PREFIXES):
-        return None
-    if message.startswith("The module disabled"):
-        return message + ": enable the module in its ModuleConfig (enabled: true) for the override to take effect"
-    return message
-
-
-def describe_override(obj):
-    if obj is None:
-        return "the ModulePullOverride does not exist"
+def result_of(res, obj):
     status = status_of(obj)
-    return "message %r, imageDigest %s, updatedAt %s" % (
-        status.get("message") or "", status.get("imageDigest") or "<none>", status.get("updatedAt") or "<none>")
-
-
-def wait_deployed(module, name, before, must_change, timeout):
-    """Ready with a digest. `must_change` keeps the previous image's Ready from counting: "digest" (after
-    renew) needs a digest other than `before`'s, "digest_or_time" (after a new tag) also accepts a new
-    updatedAt; None accepts the current state."""
-    old = status_of(before)
-    started = time.monotonic()
-
-    def ready(obj):
-        status = status_of(obj)
-        if not status.get("imageDigest") or status.get("message") != READY_MESSAGE:
-            return False
-        new_digest = status["imageDigest"] != old.get("imageDigest")
-        if must_change == "digest":
-            return new_digest
-        if must_change == "digest_or_time":
-            return new_digest or status.get("updatedAt") != old.get("updatedAt")
-        return True
-
-    def failure(obj):
-        if obj is None:
-            return "ModulePullOverride %s was deleted while waiting" % name
-        message = status_of(obj).get("message")
-        stale = message == old.get("message") and time.monotonic() - started < STALE_ERROR_GRACE
-        return None if stale else failure_message(message)
-
-    def describe(obj):
-        text = describe_override(obj)
-        if must_change and obj is not None and status_of(obj).get("imageDigest") == old.get("imageDigest"):
-            text += " (the digest from before the task: no new image has been deployed)"
-        return text
-
-    return wait_for(module.client, "ModulePullOverride", name, ready, timeout, describe=describe, failure=failure)
+    return {"override": strip_server_fields(obj), "image_digest": status.get("imageDigest"),
+            "updated_at": status.get("updatedAt"), "message": status.get("message")}
 
 
 def run(module):
@@ -255,38 +209,44 @@ def run(module):
         result = {"changed": res.changed, "method": res.method}
         if module.diff_mode and res.changed:
             result["diff"] = diff_view(res.before, None)
+        module.result.update(result)
         if params["wait"] and res.changed and not module.check_mode:
-            wait_for(client, "ModulePullOverride", name, lambda obj: obj is None, params["wait_timeout"],
-                     describe=lambda obj: describe_override(obj) + (
-                         "; finalizers %s" % obj["metadata"].get("finalizers") if obj else ""))
+            wait_for(client, "ModulePullOverride", name, timeout=params["wait_timeout"], **gone_rules())
         return result
 
+    if client.get("ModulePullOverride", name) is None and params.get("image_tag"):
+        # Refused before creating: an override for a module no source offers can never pull anything.
+        sources, offered = offering_sources(client, name)
+        if not sources:
+            raise DkpError(not_offered_refusal(name, offered))
     renew_value = (datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
                    if params["renew"] else None)
     res = ensure(client, "ModulePullOverride", name, lambda live: desired_object(params, live, renew_value),
                  check_mode=module.check_mode)
-    status = status_of(res.after)
-    result = {"changed": res.changed, "method": res.method, "override": strip_server_fields(res.after),
-              "image_digest": status.get("imageDigest"), "updated_at": status.get("updatedAt"),
-              "message": status.get("message")}
+    written_at = time.monotonic()
+    result = dict(result_of(res, res.after), changed=res.changed, method=res.method)
     if module.diff_mode and res.changed:
         result["diff"] = diff_view(res.before, res.after)
+    module.result.update(result)  # survives a failed wait
     if params["wait"] and not module.check_mode:
         old_tag = ((res.before or {}).get("spec") or {}).get("imageTag")
         new_tag = (res.after.get("spec") or {}).get("imageTag")
-        if params["renew"]:
+        if res.before is None:
+            must_change = None
+        elif params["renew"]:
             must_change = "digest"
-        elif res.before is not None and old_tag != new_tag:
+        elif old_tag != new_tag:
             must_change = "digest_or_time"
         else:
             must_change = None
-        try:
-            obj = wait_deployed(module, name, res.before, must_change, params["wait_timeout"])
-        except DkpError as e:
-            raise DkpError(e.msg, changed=res.changed, image_digest=result["image_digest"], **e.details)
-        status = status_of(obj)
-        result.update(override=strip_server_fields(obj), image_digest=status.get("imageDigest"),
-                      updated_at=status.get("updatedAt"), message=status.get("message"))
+        obj, moved = wait_running(module, name, res.before, must_change, written_at)
+        result.update(result_of(res, obj))
+        if not moved:
+            spec_changed = (res.before or {}).get("spec") != (res.after or {}).get("spec")
+            result["changed"] = spec_changed
+            result["msg"] = ("Module %s already runs the newest digest of tag %s (%s, deployed %s): DKP found no new "
+                             "image, so nothing was redeployed" % (name, new_tag, result["image_digest"],
+                                                                 result["updated_at"]))
     return result
 
 
@@ -299,8 +259,7 @@ def main():
             scan_interval=dict(type="str"),
             rollback=dict(type="bool"),
             renew=dict(type="bool", default=False),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=300),
+            **dict(WAIT_ARG_SPEC, wait_timeout=dict(WAIT_ARG_SPEC["wait_timeout"], default=300))
         ),
         supports_check_mode=True,
     )

@@ -67,6 +67,11 @@ options:
         Module seen while the request is still on the release is the Ready from before the reinstall and does
         not count; C(isUpdating) covers the time between DKP taking the request and Deckhouse restarting, in
         which the Module still shows its earlier Ready.
+      - A Module in phase C(Error) or C(DownloadingError) (for example C(IsReady=False) with reason C(HookError))
+        fails the wait only when the error persists longer than O(wait_grace) seconds, because DKP also shows
+        hook errors that it retries and clears while a module installs. C(Conflict) and C(Unavailable) fail at once.
+      - The Deckhouse restart that follows every deploy and reinstall (its webhook refusing writes, the API
+        answering 5xx) is ridden through by the connection's retries and the wait engine.
       - On timeout the error names the release's phase and message and the Module's phase.
     type: bool
     default: false
@@ -75,6 +80,7 @@ options:
     type: int
     default: 600
 extends_documentation_fragment:
+  - deckhouse.platform.wait
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.CHECK_MODE_WRITE
@@ -167,35 +173,20 @@ method:
 import time
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
-    MODULE_FAILED_PHASES,
-    check_name,
-    describe_module,
-    is_true,
-    module_summary,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name, module_summary
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases import (
-    FINAL_PHASES,
-    IS_UPDATING_ANNOTATION,
-    PHASE_DEPLOYED,
-    REINSTALL_ANNOTATION,
-    annotations_of,
     check_release_name,
     describe_candidates,
     find_release,
+    module_ready_rules,
     normalize_version,
     plan_action,
-    release_phase,
     release_summary,
+    release_wait_rules,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    condition,
-    deep_merge,
-    diff_view,
-    ensure,
-)
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import deep_merge, diff_view, ensure
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC, wait_for
 
 
 def validate(params):
@@ -232,77 +223,20 @@ def selection(params):
     return params.get("name"), params.get("module"), params.get("version"), which
 
 
-def with_annotations(release, annotations):
-    return deep_merge(release, {"metadata": {"annotations": annotations}})
-
-
-def describe_progress(client, module_name):
-    """describe(release) for timeouts: the release's phase and message, and the Module's phase."""
-    def describe(release):
-        if release is None:
-            text = "the ModuleRelease no longer exists"
-        else:
-            summary = release_summary(release)
-            text = "release %s is %s%s" % (summary["name"], summary["phase"],
-                                           ": %s" % summary["message"] if summary["message"] else "")
-            pending = [k for k in (REINSTALL_ANNOTATION, IS_UPDATING_ANNOTATION) if annotations_of(release).get(k) == "true"]
-            if pending:
-                text += " (annotations %s still \"true\")" % ", ".join(pending)
-        module = client.get("Module", module_name)
-        text += "; Module %s: %s" % (module_name, describe_module(module))
-        if module is not None and is_true(condition(module, "IsOverridden")):
-            text += " (overridden by a ModulePullOverride: DKP does not process its Pending releases)"
-        return text
-    return describe
-
-
-def release_gone_or_final(release):
-    if release is None:
-        return "The ModuleRelease was deleted while waiting"
-    phase = release_phase(release)
-    if phase in FINAL_PHASES:
-        message = (release.get("status") or {}).get("message")
-        return "ModuleRelease %s became %s%s" % (release["metadata"]["name"], phase, ": %s" % message if message else "")
-    return None
-
-
-def wait_deployed(module, name, module_name, timeout):
-    client = module.client
-    release = wait_for(client, "ModuleRelease", name, lambda r: r is not None and release_phase(r) == PHASE_DEPLOYED,
-                       timeout, describe=describe_progress(client, module_name), failure=release_gone_or_final)
-    return release, client.get("Module", module_name)
-
-
-def wait_reinstalled(module, name, module_name, timeout):
-    """Reinstall is done when DKP has taken the request off the release and settled it (isUpdating not
-    "true"), and after that the Module is Ready. Checking the Module only after the release settles is
-    what keeps the Ready from before the reinstall from counting."""
-    client = module.client
-    describe = describe_progress(client, module_name)
-
-    def settled(release):
-        annotations = annotations_of(release)
-        return (release is not None and annotations.get(REINSTALL_ANNOTATION) != "true"
-                and annotations.get(IS_UPDATING_ANNOTATION) != "true")
-
-    def left_deployed(release):
-        if release is not None and release_phase(release) != PHASE_DEPLOYED:
-            return "ModuleRelease %s is no longer Deployed (%s) while reinstalling" % (name, release_phase(release))
-        return release_gone_or_final(release)
-
-    deadline = time.monotonic() + timeout
-    release = wait_for(client, "ModuleRelease", name, settled, timeout, describe=describe, failure=left_deployed)
-
-    def module_ready(mod):
-        return mod is not None and module_summary(mod)["ready"]
-
-    def module_failed(mod):
-        if mod is not None and (mod.get("status") or {}).get("phase") in MODULE_FAILED_PHASES:
-            return "Module %s cannot become Ready after the reinstall: %s" % (module_name, describe_module(mod))
-        return None
-
-    mod = wait_for(client, "Module", module_name, module_ready, max(1, deadline - time.monotonic()),
-                   describe=lambda m: describe(client.get("ModuleRelease", name)), failure=module_failed)
+def wait_done(module, action, name, module_name):
+    """approve/apply_now: the release is Deployed. reinstall: DKP settled the request on the release, and only
+    after that the Module is Ready (so the Ready from before the reinstall does not count)."""
+    client, params = module.client, module.params
+    timeout, grace = params["wait_timeout"], params["wait_grace"]
+    started = time.monotonic()
+    if action != "reinstall":
+        release = wait_for(client, "ModuleRelease", name, timeout=timeout, grace=grace,
+                           **release_wait_rules(client, module_name, "deployed"))
+        return release, client.get("Module", module_name)
+    release = wait_for(client, "ModuleRelease", name, timeout=timeout, grace=grace,
+                       **release_wait_rules(client, module_name, "reinstalled"))
+    mod = wait_for(client, "Module", module_name, timeout=max(1, timeout - (time.monotonic() - started)),
+                   grace=grace, **module_ready_rules(client, module_name, name))
     return client.get("ModuleRelease", name) or release, mod
 
 
@@ -326,20 +260,15 @@ def run(module):
     def desired(live):
         if live is None:
             raise DkpError("ModuleRelease %s was deleted while the task ran" % name)
-        return with_annotations(live, plan_action(action, live, releases))
+        return deep_merge(live, {"metadata": {"annotations": plan_action(action, live, releases)}})
 
     res = ensure(client, "ModuleRelease", name, desired, check_mode=module.check_mode)
     result = {"changed": res.changed, "method": res.method, "release": release_summary(res.after)}
     if module.diff_mode and res.changed:
         result["diff"] = diff_view(res.before, res.after)
+    module.result.update(result)  # survives a failed wait
     if params["wait"] and not module.check_mode:
-        try:
-            if action == "reinstall":
-                after, mod = wait_reinstalled(module, name, module_name, params["wait_timeout"])
-            else:
-                after, mod = wait_deployed(module, name, module_name, params["wait_timeout"])
-        except DkpError as e:
-            raise DkpError(e.msg, changed=res.changed, release=result["release"], **e.details)
+        after, mod = wait_done(module, action, name, module_name)
         result["release"] = release_summary(after)
         result["module"] = module_summary(mod) if mod else None
     return result
@@ -353,8 +282,7 @@ def main():
             version=dict(type="str"),
             release=dict(type="str", choices=["deployed", "pending"]),
             action=dict(type="str", required=True, choices=["approve", "apply_now", "reinstall"]),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=600),
+            **dict(WAIT_ARG_SPEC, wait_timeout=dict(WAIT_ARG_SPEC["wait_timeout"], default=600))
         ),
         supports_check_mode=True,
     )

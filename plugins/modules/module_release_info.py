@@ -20,17 +20,43 @@ description:
     deploys comes first), whatever O(phase) selects.
   - For every Pending release, RV(releases[].blocked_by) turns its message into machine-readable reasons
     (approval needed, update window, requirements, awaiting another release, ...).
+  - With O(wait_for), waits first until one release (O(name), or O(module) and O(version)) is Pending or
+    Deployed, with the same watch-based engine and rules as M(deckhouse.platform.module_release).
 author: deckhouse.platform contributors (@deckhouse)
 options:
+  name:
+    description:
+      - One ModuleRelease by name, C(<module>-v<version>); RV(release) is its summary. The module's other releases
+        are still returned in RV(releases).
+      - Mutually exclusive with O(module).
+    type: str
+    version_added: 0.2.0
   module:
     description: Only the releases of this module.
     type: str
-  phase:
-    description: Only releases in one of these phases.
-    type: list
-    elements: str
-    choices: [Pending, Deployed, Superseded, Suspended, Skipped, Terminating]
+  version:
+    description:
+      - With O(module), the release of that version (with or without a leading C(v)); RV(release) is its summary.
+    type: str
+    version_added: 0.2.0
+  wait_for:
+    description:
+      - Wait until the release named by O(name), or by O(module) and O(version), is V(pending) (it exists and is
+        Pending, for example after the next registry scan) or V(deployed).
+      - Fails at once when the release can no longer reach that phase (V(deployed) - it became Superseded,
+        Skipped, Suspended or was deleted; V(pending) - it is already Deployed or in a final phase), and on timeout
+        with the release's phase and message and the Module's phase.
+      - The current state counts (a reader makes no change that could make it stale).
+    type: str
+    choices: [pending, deployed]
+    version_added: 0.2.0
+  wait_timeout:
+    description: Seconds O(wait_for) waits before failing with the last observed state.
+    type: int
+    default: 300
+    version_added: 0.2.0
 extends_documentation_fragment:
+  - deckhouse.platform.query
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.READ_ONLY
@@ -54,6 +80,18 @@ EXAMPLES = r"""
   deckhouse.platform.module_release_info:
     phase: [Pending]
   register: pending
+
+- name: Wait until the registry scan has created console 1.3.0
+  deckhouse.platform.module_release_info:
+    module: console
+    version: 1.3.0
+    wait_for: pending
+    wait_timeout: 600
+
+- name: Names of the releases that wait for an approval
+  deckhouse.platform.module_release_info:
+    query: "[?contains(blocked_by, 'approval')].name"
+  register: approvals
 """
 
 RETURN = r"""
@@ -112,6 +150,14 @@ releases:
           or C(unknown) for a message not recognised. An empty list means no reason is given yet.
       type: list
       elements: str
+release:
+  description: The summary of the release O(name) or O(module) and O(version) select (after O(wait_for)).
+  returned: when name, or module and version, are set
+  type: dict
+query_result:
+  description: The value of O(query) applied to RV(releases).
+  returned: when query is set
+  type: raw
 modules:
   description: Per module name, C(deployed) (the Deployed release's summary or null) and C(pending) (summaries of
     its Pending releases, lowest version first).
@@ -120,33 +166,90 @@ modules:
 """
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import (
+    QUERY_ARG_SPEC,
+    apply_query,
+    compile_query,
+)
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases import (
     RELEASE_PHASES,
+    check_release_name,
+    find_release,
+    parse_release_name,
     list_module_releases,
     module_release_state,
+    normalize_version,
     release_summary,
+    release_wait_rules,
     sort_releases,
 )
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
+
+
+def validate(params):
+    errors = []
+    if params.get("name"):
+        if params.get("module") or params.get("version"):
+            errors.append("name selects one release on its own; remove module and version from the task")
+        elif check_release_name(params["name"]):
+            errors.append(check_release_name(params["name"]))
+    if params.get("module") and check_name(params["module"]):
+        errors.append(check_name(params["module"]))
+    if params.get("version") is not None:
+        if not params.get("module"):
+            errors.append("version selects a release of module: set module too")
+        try:
+            normalize_version(params["version"])
+        except DkpError as e:
+            errors.append(e.msg)
+    if params.get("wait_for") and not (params.get("name") or (params.get("module") and params.get("version"))):
+        errors.append("wait_for waits on one release: set name, or module and version")
+    if errors:
+        raise DkpError("; ".join(errors))
 
 
 def run(module):
     params = module.params
-    if params.get("module") and check_name(params["module"]):
-        raise DkpError(check_name(params["module"]))
-    releases = list_module_releases(module.client, params.get("module"))
+    validate(params)
+    query = compile_query(params.get("query"))
+    client = module.client
+    selected = None
+    if params.get("name") or params.get("version") is not None:
+        name = params.get("name") or "%s-v%s" % (params["module"], normalize_version(params["version"]))
+        if params.get("wait_for"):
+            module_name = params.get("module")
+            if not module_name:
+                release = client.get("ModuleRelease", name)
+                module_name = release_summary(release)["module"] if release else parse_release_name(name)[0]
+            selected = wait_for(client, "ModuleRelease", name, timeout=params["wait_timeout"],
+                                **release_wait_rules(client, module_name, params["wait_for"]))
+        else:
+            selected, _siblings = find_release(client, name=params.get("name"), module=params.get("module"),
+                                               version=params.get("version"))
+    module_name = params.get("module") or (release_summary(selected)["module"] if selected else None)
+    releases = list_module_releases(client, module_name)
     phases = params.get("phase") or RELEASE_PHASES
     summaries = [release_summary(r) for r in sort_releases(releases)]
-    return {"releases": [s for s in summaries if s["phase"] in phases],
-            "modules": module_release_state(releases)}
+    result = {"releases": [s for s in summaries if s["phase"] in phases], "modules": module_release_state(releases)}
+    if selected is not None:
+        result["release"] = release_summary(selected)
+    if query is not None:
+        result["query_result"] = apply_query(result["releases"], query)
+    return result
 
 
 def main():
     module = DkpModule(
         argument_spec=dict(
+            name=dict(type="str"),
             module=dict(type="str"),
+            version=dict(type="str"),
             phase=dict(type="list", elements="str", choices=list(RELEASE_PHASES)),
+            wait_for=dict(type="str", choices=["pending", "deployed"]),
+            wait_timeout=dict(type="int", default=300),
+            **QUERY_ARG_SPEC
         ),
         supports_check_mode=True,
     )

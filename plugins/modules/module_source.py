@@ -46,6 +46,8 @@ options:
   ca:
     description:
       - PEM CA certificate of the registry (C(spec.registry.ca)); V("") removes it.
+      - Anything but PEM certificate blocks (C(-----BEGIN CERTIFICATE-----), base64 DER, C(-----END CERTIFICATE-----))
+        is refused before writing, as M(deckhouse.platform.registry_mode) refuses it.
       - Creating a source with a CA restarts containerd on all nodes.
     type: str
   docker_config:
@@ -65,12 +67,17 @@ options:
   scan_interval:
     description:
       - How often DKP scans the registry for new releases (C(spec.scanInterval), DKP 1.75+), a duration such as
-        C(30s), C(3m) or C(1h30m); DKP's default is C(3m). The only field of the C(deckhouse) source users may change.
+        C(5m) or C(1h30m); DKP's default is C(3m). The only field of the C(deckhouse) source users may change.
+      - DKP 1.75 and 1.76 use it only when it is longer than C(3m); a shorter value is written as given but gets a
+        warning, because the registry is still scanned every 3 minutes.
     type: str
   wait:
     description:
       - Wait until DKP has synced the source after the task's change (C(status.syncTime) later than the write,
         or changed from its value before it), or, when nothing changed, until the source has been synced once.
+      - Fails at once when that sync reports a registry error in C(status.message) (for example
+        C(list tags ... NAME_UNKNOWN)). Pull errors of single modules do not fail the wait; they are in
+        RV(modules[].error).
       - With O(state=absent), wait until the source is gone (DKP keeps it while releases from it exist).
     type: bool
     default: false
@@ -79,6 +86,7 @@ options:
     type: int
     default: 300
 extends_documentation_fragment:
+  - deckhouse.platform.wait
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.CHECK_MODE_WRITE
@@ -108,7 +116,7 @@ EXAMPLES = r"""
 - name: Scan the Deckhouse-owned source more often (the only change DKP allows on it)
   deckhouse.platform.module_source:
     name: deckhouse
-    scan_interval: 1m
+    scan_interval: 5m
 
 - name: Remove a source
   deckhouse.platform.module_source:
@@ -162,143 +170,47 @@ method:
   type: str
 """
 
-import datetime
-
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import FIELD_MANAGER, DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases import duration_error
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    deep_merge,
-    diff_view,
-    ensure,
-    ensure_absent,
-    managed_view,
-    merge_patch_between,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import diff_view, ensure, ensure_absent
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources import (
     DOCKER_CFG_PATH,
     build_docker_config,
-    deckhouse_owned_violation,
-    desired_docker_config,
+    desired_object,
     is_deckhouse_owned,
     registry_host,
+    scan_interval_warning,
+    source_gone_rules,
     source_modules,
+    source_secret_values,
     source_summary,
+    source_wait_rules,
+    validate,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
+from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_sources as _sources
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC, wait_for
 
-SPEC_OPTIONS = ("repo", "scheme", "ca", "docker_config", "registry_username", "registry_password", "scan_interval")
-
-
-def validate(params):
-    errors = []
-    if check_name(params["name"], "ModuleSource name"):
-        errors.append(check_name(params["name"], "ModuleSource name"))
-    if params["state"] == "absent":
-        conflicting = [k for k in SPEC_OPTIONS if params.get(k) is not None]
-        if conflicting:
-            errors.append("state=absent deletes the source; remove %s from the task" % ", ".join(conflicting))
-    if params.get("repo") is not None:
-        try:
-            registry_host(params["repo"])
-        except DkpError as e:
-            errors.append(e.msg)
-    errors += [m for m in [duration_error(params.get("scan_interval"), "scan_interval")] if m]
-    if errors:
-        raise DkpError("; ".join(errors))
-
-
-def desired_object(params, live):
-    name = params["name"]
-    obj = live or {"apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource", "metadata": {"name": name},
-                   "spec": {"registry": {}}}
-    registry = (obj.get("spec") or {}).get("registry") or {}
-    repo = params.get("repo") or registry.get("repo")
-    if not repo:
-        raise DkpError("ModuleSource %s does not exist: set repo (the registry repository of the modules) to "
-                       "create it" % name)
-    overlay = {"registry": {"repo": repo}}
-    if params.get("scheme") is not None:
-        overlay["registry"]["scheme"] = params["scheme"]
-    if params.get("ca") is not None:
-        overlay["registry"]["ca"] = params["ca"] or None
-    if params.get("scan_interval") is not None:
-        overlay["scanInterval"] = params["scan_interval"]
-    spec = deep_merge(obj.get("spec") or {}, overlay)
-    docker_cfg = desired_docker_config(registry.get("dockerCfg"), registry_host(repo),
-                                       docker_config=params.get("docker_config"),
-                                       username=params.get("registry_username"),
-                                       password=params.get("registry_password"))
-    if docker_cfg:
-        spec["registry"]["dockerCfg"] = docker_cfg
-    else:
-        spec["registry"].pop("dockerCfg", None)
-    wanted = dict(obj, spec=spec)
-    violation = deckhouse_owned_violation(live, merge_patch_between(managed_view(live), managed_view(wanted)))
-    if violation:
-        raise DkpError(violation)
-    return wanted
-
-
-def write_time(obj):
-    """Server time of our last write to `obj`, from its managedFields (None when unknown)."""
-    times = [f.get("time") for f in (obj.get("metadata") or {}).get("managedFields") or []
-             if f.get("manager") == FIELD_MANAGER and f.get("time")]
-    return max(times) if times else None
-
-
-def parse_time(value):
-    """An RFC 3339 UTC timestamp to whole seconds (fractions dropped), or None."""
-    try:
-        return datetime.datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
-    except (TypeError, ValueError):
-        return None
-
-
-def describe_source(source):
-    if source is None:
-        return "the ModuleSource does not exist"
-    summary = source_summary(source)
-    errors = ["%s: %s" % (m["name"], m["error"]) for m in source_modules(source) if m["error"]]
-    return "syncTime %s, %s modules%s%s%s" % (
-        summary["sync_time"] or "never", summary["modules_count"] if summary["modules_count"] is not None else "no",
-        ", phase %s" % summary["phase"] if summary["phase"] else "",
-        ", message %r" % summary["message"] if summary["message"] else "",
-        "; pull errors: " + "; ".join(errors) if errors else "")
-
-
-def wait_synced(module, name, before, after, changed, timeout):
-    """A sync counts when it is newer than our write: syncTime later than the write's server time, or
-    different from the syncTime before the write (in case the clocks disagree)."""
-    before_sync = ((before or {}).get("status") or {}).get("syncTime")
-    written_at = parse_time(write_time(after)) if changed else None
-
-    def synced(source):
-        sync = ((source or {}).get("status") or {}).get("syncTime")
-        if not sync:
-            return False
-        if not changed:
-            return True
-        synced_at = parse_time(sync)
-        return sync != before_sync or (written_at is not None and synced_at is not None and synced_at > written_at)
-
-    return wait_for(module.client, "ModuleSource", name, synced, timeout, describe=describe_source)
-
+# Moved to dkp_sources (the wait rules use them); kept importable from here for existing callers and tests.
+parse_time = _sources.parse_time
+write_time = _sources.write_time
 
 def mask_derived_secrets(module, params, *sources):
     """Register values derived from the no_log credentials (the dockerCfg built from them, the dockerCfg
-    of `sources`) as no_log, so Ansible masks them should any message ever carry them."""
-    secrets = [(((source or {}).get("spec") or {}).get("registry") or {}).get("dockerCfg") for source in sources]
+    of `sources` and the credentials inside) as no_log, so Ansible masks them should any message carry them."""
+    secrets = [value for source in sources for value in source_secret_values(source)]
     if params.get("registry_username") is not None and params.get("repo"):
         secrets.append(build_docker_config(registry_host(params["repo"]), params["registry_username"],
                                            params["registry_password"]))
-    module.ansible.no_log_values.update(s for s in secrets if s)
+    for secret in secrets:
+        module.no_log(secret)
 
 
 def run(module):
     params = module.params
     validate(params)
+    warning = scan_interval_warning(params.get("scan_interval"))
+    if warning:
+        module.warn(warning)
     client = module.client
     name = params["name"]
     if params["state"] == "absent":
@@ -310,9 +222,8 @@ def run(module):
         if module.diff_mode and res.changed:
             result["diff"] = diff_view(res.before, None, secret_paths=[DOCKER_CFG_PATH])
         if params["wait"] and res.changed and not module.check_mode:
-            wait_for(client, "ModuleSource", name, lambda obj: obj is None, params["wait_timeout"],
-                     describe=lambda obj: describe_source(obj) + (
-                         "; finalizers %s" % obj["metadata"].get("finalizers") if obj else ""))
+            module.result.update(result)
+            wait_for(client, "ModuleSource", name, timeout=params["wait_timeout"], **source_gone_rules())
         return result
 
     mask_derived_secrets(module, params)
@@ -322,11 +233,10 @@ def run(module):
               "modules": source_modules(res.after)}
     if module.diff_mode and res.changed:
         result["diff"] = diff_view(res.before, res.after, secret_paths=[DOCKER_CFG_PATH])
+    module.result.update(result)  # survives a failed wait
     if params["wait"] and not module.check_mode:
-        try:
-            synced = wait_synced(module, name, res.before, res.after, res.changed, params["wait_timeout"])
-        except DkpError as e:
-            raise DkpError(e.msg, changed=res.changed, source=result["source"], **e.details)
+        synced = wait_for(client, "ModuleSource", name, timeout=params["wait_timeout"], grace=params["wait_grace"],
+                          **source_wait_rules(res.before, res.after, res.changed))
         result.update(source=source_summary(synced), modules=source_modules(synced))
     return result
 
@@ -343,8 +253,7 @@ def main():
             registry_username=dict(type="str"),
             registry_password=dict(type="str", no_log=True),
             scan_interval=dict(type="str"),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=300),
+            **dict(WAIT_ARG_SPEC, wait_timeout=dict(WAIT_ARG_SPEC["wait_timeout"], default=300))
         ),
         mutually_exclusive=[("docker_config", "registry_username"), ("docker_config", "registry_password")],
         required_together=[("registry_username", "registry_password")],

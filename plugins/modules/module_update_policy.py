@@ -19,6 +19,10 @@ description:
   - Only the fields the task names are written (a JSON merge patch guarded by the object's resourceVersion).
   - Update windows are checked before anything is written, with DKP's own wording; a window must start
     before it ends on the same day (UTC).
+  - Deleting a policy that a ModuleConfig names in C(spec.updatePolicy) fails before anything is written and names
+    those ModuleConfigs (DKP's webhook refuses the deletion as well).
+  - The module uses C(deckhouse.io/v1alpha2), the version DKP 1.75 and 1.76 both serve (1.76 no longer serves
+    C(v1alpha1)).
 author: deckhouse.platform contributors (@deckhouse)
 options:
   name:
@@ -31,7 +35,9 @@ options:
     choices: [present, absent]
     default: present
   release_channel:
-    description: Release channel of the modules using the policy (C(spec.releaseChannel)); DKP's default is C(Stable).
+    description:
+      - Release channel of the modules using the policy (C(spec.releaseChannel)); DKP's default is C(Stable).
+      - V(Lts) exists from DKP 1.76; on DKP 1.75 the task fails before writing and says so.
     type: str
     choices: [Alpha, Beta, EarlyAccess, Stable, RockSolid, Lts]
   mode:
@@ -44,23 +50,13 @@ options:
   windows:
     description:
       - Update windows (C(spec.update.windows)), replacing the live list; V([]) removes all windows.
+      - A list of windows, each a dictionary with C(from) (start, C(H:MM) or C(HH:MM), UTC, required), C(to) (end,
+        later than C(from), required) and C(days) (a list of C(Mon), C(Tue), C(Wed), C(Thu), C(Fri), C(Sat),
+        C(Sun); every day when omitted). JSON text of such a list is accepted too (a survey answer).
+      - Checked before anything is written; anything else (a plain string, an element that is not a window)
+        fails with a message that names O(windows).
       - Windows apply to patch releases unless the mode is C(Manual), and to minor releases in C(Auto) mode.
-    type: list
-    elements: dict
-    suboptions:
-      from:
-        description: Start, C(H:MM) or C(HH:MM), UTC.
-        type: str
-        required: true
-      to:
-        description: End, C(H:MM) or C(HH:MM), UTC; later than O(windows[].from).
-        type: str
-        required: true
-      days:
-        description: Days the window applies to; every day when omitted.
-        type: list
-        elements: str
-        choices: [Mon, Tue, Wed, Thu, Fri, Sat, Sun]
+    type: raw
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
@@ -110,64 +106,44 @@ method:
   type: str
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import KINDS, DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases import window_errors, windows_spec
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    deep_merge,
     diff_view,
     ensure,
     ensure_absent,
     strip_server_fields,
 )
-
-CHANNELS = ["Alpha", "Beta", "EarlyAccess", "Stable", "RockSolid", "Lts"]
-MODES = ["Auto", "Manual", "AutoPatch"]
-
-
-def validate(params):
-    errors = []
-    if check_name(params["name"], "ModuleUpdatePolicy name"):
-        errors.append(check_name(params["name"], "ModuleUpdatePolicy name"))
-    if params["state"] == "absent":
-        conflicting = [k for k in ("release_channel", "mode", "windows") if params.get(k) is not None]
-        if conflicting:
-            errors.append("state=absent deletes the policy; remove %s from the task" % ", ".join(conflicting))
-    errors += window_errors(params.get("windows"))
-    if errors:
-        raise DkpError("; ".join(errors))
-
-
-def desired_object(params, live):
-    kind = KINDS["ModuleUpdatePolicy"]
-    obj = live or {"apiVersion": kind.api_version, "kind": kind.kind, "metadata": {"name": params["name"]},
-                   "spec": {"update": {}}}
-    overlay = {"update": {}}
-    if params.get("release_channel") is not None:
-        overlay["releaseChannel"] = params["release_channel"]
-    if params.get("mode") is not None:
-        overlay["update"]["mode"] = params["mode"]
-    spec = deep_merge(obj.get("spec") or {}, overlay)
-    if params.get("windows") is not None:
-        if params["windows"]:
-            spec["update"]["windows"] = windows_spec(params["windows"])
-        else:
-            spec["update"].pop("windows", None)
-    return dict(obj, spec=spec)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_update_policies import (
+    CHANNELS,
+    MODES,
+    configs_using_policy,
+    desired_object,
+    in_use_refusal,
+    lts_refusal,
+    validate,
+)
 
 
 def run(module):
     params = module.params
     validate(params)
     client = module.client
+    name = params["name"]
     if params["state"] == "absent":
-        res = ensure_absent(client, "ModuleUpdatePolicy", params["name"], check_mode=module.check_mode)
+        if client.get("ModuleUpdatePolicy", name) is not None:
+            configs = configs_using_policy(client, name)
+            if configs:
+                raise DkpError(in_use_refusal(name, configs), module_configs=configs)
+        res = ensure_absent(client, "ModuleUpdatePolicy", name, check_mode=module.check_mode)
         result = {"changed": res.changed, "method": res.method}
         if module.diff_mode and res.changed:
             result["diff"] = diff_view(res.before, None)
         return result
-    res = ensure(client, "ModuleUpdatePolicy", params["name"], lambda live: desired_object(params, live),
+    refusal = lts_refusal(client, params)
+    if refusal:
+        raise DkpError(refusal)
+    res = ensure(client, "ModuleUpdatePolicy", name, lambda live: desired_object(params, live),
                  check_mode=module.check_mode)
     result = {"changed": res.changed, "method": res.method, "policy": strip_server_fields(res.after)}
     if module.diff_mode and res.changed:
@@ -182,11 +158,8 @@ def main():
             state=dict(type="str", choices=["present", "absent"], default="present"),
             release_channel=dict(type="str", choices=CHANNELS),
             mode=dict(type="str", choices=MODES),
-            windows=dict(type="list", elements="dict", options=dict(
-                **{"from": dict(type="str", required=True)},
-                to=dict(type="str", required=True),
-                days=dict(type="list", elements="str", choices=["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]),
-            )),
+            # raw: checked element by element in dkp_update_policies (messages that name the option)
+            windows=dict(type="raw"),
         ),
         supports_check_mode=True,
     )

@@ -23,14 +23,27 @@ description:
     through Direct or Unmanaged; non-configurable Unmanaged not from Local.
   - Unchanged when the live settings already say the same (DKP's defaults applied, secrets compared by
     value) - nothing is written, so DKP does not restart anything.
-  - With O(wait), follows Secret C(d8-system/registry-state) until it shows the new target and then completes
-    (C(Ready=True) and C(mode == target_mode)). A state from before the write never counts - DKP clears the
-    conditions when the target changes, and the C(hash) changes with the parameters, so the state is recorded
-    before writing and compared. Fails at once when DKP reports C(ErrTransitionNotSupported); on timeout
-    reports every condition that is not True, with its message.
-  - The action plugin of this module prints each condition change as it happens (for example
-    C(TransitionContainerdConfigReady=True)), for Local also how to push the images, so a long switch
-    shows progress in the playbook output and in AWX.
+  - Just before writing, reads Secret C(registry-state) again and fails at once when it shows a switch toward
+    another target (a racing run or an operator); the write itself is guarded, so settings changed by someone
+    else since the task read them are never overwritten. Use M(deckhouse.platform.run_lock) to serialise runs.
+  - Refuses, before writing, a switch that would silently drop the credentials of the registry in use (for
+    example Proxy to Direct on the same registry without O(license)) - give them, or O(from_current=true).
+  - DKP 1.75+ refuses Local to Proxy (and to non-configurable Unmanaged) and Proxy to Local at admission
+    (ValidatingAdmissionPolicy C(deckhouse-module-registry-validation)); such a denial is reported with what to
+    do (switch through Direct).
+  - With O(wait), follows Secret C(d8-system/registry-state) until the switch completes (C(Ready=True) and
+    C(mode == target_mode)). A state from before the write never counts. The evidence that DKP saw the
+    write (RV(evidence)) - a new target mode (DKP clears the conditions then); for a change of parameters in
+    the same mode, conditions whose C(observedGeneration) passes the generation Secret C(registry-config) had
+    before the write, or, where DKP reports no generations, the orchestrator resetting C(Ready) after the
+    write. C(hash) is not evidence - DKP changes it on unrelated node and pod events.
+  - Fails at once when DKP reports C(ErrTransitionNotSupported) or another target replaces ours; on timeout
+    reports every condition that is not True, with its message, and the steps not reported yet (in the
+    released order of the target mode). The wait rides through dropped watches and an API server restart.
+  - The action plugin of this module runs the wait on the controller (connection C(local)) and prints each
+    condition change as it happens (for example C(TransitionContainerdConfigReady=True)), for Local also how
+    to push the images, so a long switch shows progress in the playbook output and in AWX. The same lines are
+    returned in RV(progress_lines). The write and the wait are one module execution.
   - O(license) and O(password) are never shown - not in results, diff, progress or errors.
 author: deckhouse.platform contributors (@deckhouse)
 options:
@@ -62,11 +75,14 @@ options:
   ca:
     description: PEM certificate of the CA that signed the registry's certificate (C(ca)).
     type: str
-  check_mode:
+  image_check_mode:
     description:
       - DKP's image check mode (C(checkMode)) - C(Default) checks every required image in the new registry,
         C(Relax) only the Deckhouse image (for edition switches). Not Ansible's check mode.
+      - The alias C(check_mode) is deprecated (it reads like the task keyword of the same name) and will be
+        removed in 1.0.0.
     type: str
+    aliases: [check_mode]
     choices: [Default, Relax]
   ttl:
     description: Proxy only - how long the proxy caches images (C(ttl), like C(24h) or C(30m); at least 5 minutes).
@@ -108,14 +124,15 @@ options:
     default: false
   wait_timeout:
     description:
-      - Seconds to wait for the switch to complete. For Local, counted from the moment the images are found in
-        the in-cluster registry (see O(images_wait_timeout)).
+      - Seconds to wait for the switch to complete; greater than 0. For Local, the time spent waiting for the
+        images to be pushed is not counted here (see O(images_wait_timeout)).
     type: int
     default: 1800
   images_wait_timeout:
     description:
       - Local only - seconds to wait for the platform images to be pushed into the in-cluster registry
-        (condition C(RegistryContainsRequiredImages)).
+        (condition C(RegistryContainsRequiredImages)), counted from the start of the images check (in Local
+        mode after the node services are up); greater than 0.
     type: int
     default: 3600
   baseline:
@@ -191,7 +208,9 @@ restart:
   returned: always
   type: dict
 wait_baseline:
-  description: The registry-state before the write (exists, mode, target_mode, hash, written), for O(baseline).
+  description:
+    - The registry-state before the write (exists, mode, target_mode, complete, written, config_generation -
+      the generation of Secret C(registry-config) before the write), for O(baseline).
   returned: always
   type: dict
 state:
@@ -203,6 +222,15 @@ progress:
   returned: when wait is true
   type: list
   elements: dict
+progress_lines:
+  description: The progress lines the action plugin printed while waiting (the live progress, for AWX).
+  returned: when wait is true
+  type: list
+  elements: str
+evidence:
+  description: How the wait told the state of this write from an older one (see the description).
+  returned: when wait is true
+  type: str
 timings:
   description: Per condition, seconds after the start when it was first reported and when it became True.
   returned: when wait is true
@@ -225,65 +253,37 @@ diff:
   type: dict
 """
 
-import copy
-import time
-
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import ApiError, DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import (
     DECKHOUSE_CONFIG,
     NAMESPACE,
-    PARAM_KEYS,
     RW_USER_SECRET,
-    SECTIONS,
     STATE_SECRET,
-    SwitchTracker,
-    build_settings,
-    check_params,
     desired_config,
+    dropped_credentials,
     effective_mode,
+    explain_denial,
     follow_switch,
     is_configurable,
     live_mode,
     live_registry,
     local_push_instructions,
     parse_state,
+    read_config_generation,
+    read_state,
+    resolve_settings,
     redact_settings,
     restart_impact,
     settings_match,
     state_baseline,
     transition_error,
-    validate_settings,
-    wait_for_change,
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import ensure
 
-
-def resolve(params, live_config):
-    """(mode, wanted spec.settings.registry) from the task; raises DkpError on invalid input."""
-    if params.get("settings") is not None:
-        wanted = copy.deepcopy(params["settings"])
-        errors = validate_settings(wanted)
-        if errors:
-            raise DkpError("Invalid registry settings in `settings`: %s" % " ".join(errors))
-        return live_mode(wanted), wanted
-    mode = params["mode"]
-    values = dict(params)
-    if params.get("from_current"):
-        live = live_registry(live_config)
-        current = live.get(SECTIONS.get(live_mode(live)) or "") or {}
-        for name, key in PARAM_KEYS:
-            if values.get(name) in (None, "") and current.get(key) not in (None, ""):
-                if key == "ttl" and mode != "Proxy":
-                    continue
-                values[name] = current[key]
-    check_params(mode, values)
-    return mode, build_settings(mode, values)
-
-
 def plan(params, live_config, state):
     """What the task will do, before writing: (mode, wanted settings, changed, current mode, restart)."""
-    mode, wanted = resolve(params, live_config)
+    mode, wanted = resolve_settings(params, live_config)
     live = live_registry(live_config)
     changed = not settings_match(live, wanted)
     current = effective_mode(state["mode"]) if state["exists"] else live_mode(live)
@@ -291,7 +291,25 @@ def plan(params, live_config, state):
         error = transition_error(current, mode, is_configurable(wanted))
         if error:
             raise DkpError("Refusing to write the registry settings: %s" % error, current_mode=current)
+    if changed and params.get("settings") is None:
+        dropped = dropped_credentials(live, wanted)
+        if dropped:
+            raise DkpError("Refusing to write the registry settings: %s" % dropped, current_mode=current)
     return mode, wanted, changed, current, restart_impact(current, mode, changed)
+
+
+def check_no_other_switch(client, mode, first):
+    """Re-read registry-state just before the write: a switch toward another target (a racing run, an
+    operator) makes this run fail at once instead of overwriting it."""
+    state = read_state(client)
+    target = state.get("target_mode")
+    if state["exists"] and target and effective_mode(target) != effective_mode(mode) and (
+            state["in_progress"] or target != first.get("target_mode")):
+        raise DkpError("Refusing to write the registry settings: registry-state shows a switch to %s (%s), not to "
+                       "%s. Another run (or an operator) is switching the registry; only one switch may run at a "
+                       "time (deckhouse.platform.run_lock). Wait until it completes, then run again."
+                       % (target, state["message"], mode), state=state)
+    return state
 
 
 def local_push(client):
@@ -327,7 +345,6 @@ def run(module):
     config = client.get("ModuleConfig", DECKHOUSE_CONFIG)
     state_secret = client.get("Secret", STATE_SECRET, NAMESPACE)
     state = parse_state(state_secret)
-    state_rv = ((state_secret or {}).get("metadata") or {}).get("resourceVersion")
     live = live_registry(config)
     result = {"settings_before": redact_settings(live)}
     if params.get("return_restore_point"):
@@ -337,18 +354,33 @@ def run(module):
         mode, wanted, needs_write, current, restart = plan(params, config, state)
     else:
         mode = params["mode"] or live_mode(params.get("settings"))
+        wanted = None
         needs_write = False
         current = effective_mode(state["mode"]) if state["exists"] else live_mode(live)
         restart = restart_impact(current, mode, False)
 
     def desired(obj):
-        if settings_match(live_registry(obj), wanted):
+        now = live_registry(obj)
+        if settings_match(now, wanted):
             return obj
+        if not settings_match(now, live):
+            raise DkpError("Refusing to write the registry settings: spec.settings.registry of ModuleConfig "
+                           "deckhouse changed while this task ran (another run or an operator); run again")
         return desired_config(obj, wanted)
 
     result.update(mode=mode, current_mode=current, restart=restart)
+    generation = None
     if needs_write:
-        res = ensure(client, "ModuleConfig", DECKHOUSE_CONFIG, desired, check_mode=module.check_mode)
+        if not module.check_mode:
+            state = check_no_other_switch(client, mode, state)
+            generation = read_config_generation(client)
+        try:
+            res = ensure(client, "ModuleConfig", DECKHOUSE_CONFIG, desired, check_mode=module.check_mode)
+        except ApiError as e:
+            denied = explain_denial(e, mode)
+            if denied:
+                raise denied
+            raise
         changed, method, after = res.changed, res.method, res.after
     else:
         changed, method, after = False, "none", config
@@ -357,7 +389,7 @@ def run(module):
     if module.diff_mode and changed:
         result["diff"] = {"before": {"registry": result["settings_before"]},
                           "after": {"registry": result["settings"]}}
-    baseline = state_baseline(state, written, state_rv)
+    baseline = state_baseline(state, written, generation)
     if not written and params.get("baseline"):
         baseline = dict(params["baseline"])
     result["wait_baseline"] = baseline
@@ -367,26 +399,13 @@ def run(module):
         result["restart"] = restart_impact(current, mode, False)
 
     if params["wait"] and not module.check_mode:
-        tracker = SwitchTracker(mode, baseline)
-
-        replay = bool(baseline.get("written") and baseline.get("fingerprint"))
-        cursor = {"rv": baseline.get("resource_version")} if replay else {}
-
-        def step(since, timeout):
-            summary = wait_for_change(client, since, timeout, cursor.get("rv"))[0]
-            cursor["rv"] = summary.pop("resource_version", None)
-            return summary
-
-        started = time.monotonic()
-        try:
-            final = follow_switch(step, tracker, params["wait_timeout"], params["images_wait_timeout"],
-                                  push=result.get("local_push"), since=baseline["fingerprint"] if replay else None)
-        except DkpError as e:
-            raise DkpError(e.msg, changed=changed, settings=result["settings"], wait_baseline=baseline,
-                           restart=result["restart"], **e.details)
-        final.pop("history", None)
-        result.update(state=final, progress=tracker.events, timings=tracker.timings(),
-                      duration=round(time.monotonic() - started, 1))
+        configurable = is_configurable(wanted) if wanted is not None else bool(params.get("images_repo"))
+        waited, error = follow_switch(client, mode, baseline, params["wait_timeout"], params["images_wait_timeout"],
+                                      push=result.get("local_push"), configurable=configurable)
+        result.update(waited)
+        if error is not None:
+            raise type(error)(error.msg, **dict(result, **{k: v for k, v in error.details.items()
+                                                         if k not in result}))
     return result
 
 
@@ -400,7 +419,9 @@ def main():
             username=dict(type="str"),
             password=dict(type="str", no_log=True),
             ca=dict(type="str"),
-            check_mode=dict(type="str", choices=["Default", "Relax"]),
+            image_check_mode=dict(type="str", choices=["Default", "Relax"], aliases=["check_mode"],
+                                  deprecated_aliases=[dict(name="check_mode", version="1.0.0",
+                                                           collection_name="deckhouse.platform")]),
             ttl=dict(type="str", no_log=False),
             from_current=dict(type="bool", default=False),
             settings=dict(type="dict", no_log=False),  # its license/password are registered as no_log values
@@ -413,9 +434,10 @@ def main():
             baseline=dict(type="dict"),
         ),
         supports_check_mode=True,
+        positive_params=("images_wait_timeout",),
         required_one_of=[("mode", "settings")],
         mutually_exclusive=[("settings", name) for name in ("mode", "images_repo", "scheme", "license", "username",
-                                                            "password", "ca", "check_mode", "ttl", "from_current")],
+                                                            "password", "ca", "image_check_mode", "ttl", "from_current")],
     )
     module.run(lambda: run(module))
 

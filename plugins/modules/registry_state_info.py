@@ -23,9 +23,12 @@ description:
     C(Ready) alone can be left over from a previous switch.
   - When the Secret does not exist (the registry module is not in use) the result says so with
     RV(exists=false); that is not an error.
-  - With O(changed_since) the module long-polls - it watches the Secret and returns as soon as what it
-    shows differs from that fingerprint, or after O(wait_timeout) seconds. The action plugin of
-    M(deckhouse.platform.registry_mode) uses this to print every condition change as it happens.
+  - With O(changed_since) the module long-polls - it watches the Secret (the collection's one wait engine,
+    which rides through dropped watches and API server restarts) and returns as soon as what it shows differs
+    from that fingerprint, or after O(wait_timeout) seconds.
+  - To wait for a switch, use M(deckhouse.platform.registry_mode) with O(deckhouse.platform.registry_mode#module:wait=true)
+    (it knows which states belong to its write); the lookup M(deckhouse.platform.registry_state) reads the same
+    summary on the controller without a module execution.
 author: deckhouse.platform contributors (@deckhouse)
 options:
   changed_since:
@@ -35,11 +38,12 @@ options:
     type: str
   resource_version:
     description:
-      - With O(changed_since) - the RV(resource_version) returned by the previous call. The watch resumes from
-        there, so no change between two calls is missed and each one is returned in RV(history).
+      - A Kubernetes resourceVersion (digits) from an earlier call; anything else is refused.
+      - Since 0.2.0 the long poll lists the Secret before it watches, so the value only has to be valid; it is
+        kept for compatibility.
     type: str
   wait_timeout:
-    description: Longest time in seconds to wait for a change when O(changed_since) is set.
+    description: Longest time in seconds to wait for a change when O(changed_since) is set; greater than 0.
     type: int
     default: 30
 extends_documentation_fragment:
@@ -59,13 +63,13 @@ EXAMPLES = r"""
 
 - name: Show what is still pending
   ansible.builtin.debug:
-    msg: "{{ registry.pending | map(attribute='type') }}"
+    msg: "{{ registry.pending | map(attribute='type') | list }}"
   when: registry.in_progress
 
 - name: Fail when DKP refused the last switch
   ansible.builtin.assert:
     that: registry.transition_error is none
-    fail_msg: "{{ registry.transition_error }}"
+    fail_msg: "DKP refused the switch: {{ registry.transition_error | default('', true) }}"
 """
 
 RETURN = r"""
@@ -84,7 +88,9 @@ target_mode:
   type: str
   sample: Proxy
 hash:
-  description: Hash of the registry parameters the orchestrator works on; it changes with every parameter change.
+  description:
+    - Hash of every input of the orchestrator. It also changes on node, pod and deployment events, so it does not
+      tell whether DKP saw a given change (see RV(observed_generation)).
   returned: always
   type: str
 conditions:
@@ -108,6 +114,15 @@ conditions:
     last_transition_time:
       description: C(lastTransitionTime).
       type: str
+    observed_generation:
+      description: C(observedGeneration) (the registry-config generation this condition is about), or null.
+      type: int
+observed_generation:
+  description:
+    - The highest C(observedGeneration) of the conditions - the generation of Secret C(d8-system/registry-config)
+      (rendered from ModuleConfig C(deckhouse)) the orchestrator last worked on; null when DKP reports none.
+  returned: always
+  type: int
 complete:
   description: Condition C(Ready) is True and C(mode) equals C(target_mode).
   returned: always
@@ -138,7 +153,7 @@ message:
   returned: always
   type: str
 fingerprint:
-  description: A digest of mode, target, hash and conditions, for O(changed_since).
+  description: A digest of mode, target and conditions (not C(hash)), for O(changed_since).
   returned: always
   type: str
 timed_out:
@@ -152,21 +167,28 @@ history:
   returned: when changed_since is set
   type: list
   elements: dict
-resource_version:
-  description: With O(changed_since) - where the next call's watch resumes (pass it as O(resource_version)).
-  returned: when changed_since is set
-  type: str
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import read_state, wait_for_change
+import re
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import (
+    read_state,
+    wait_for_change,
+)
+
+RESOURCE_VERSION_RE = re.compile(r"^[0-9]{1,20}$")
 
 
 def run(module):
     params = module.params
+    rv = params.get("resource_version")
+    if rv not in (None, "") and not RESOURCE_VERSION_RE.match(rv):
+        raise DkpError("resource_version %r is not a Kubernetes resourceVersion (digits, as returned by an earlier "
+                       "call)" % rv)
     if params.get("changed_since"):
-        summary, timed_out = wait_for_change(module.client, params["changed_since"], params["wait_timeout"],
-                                             params.get("resource_version"))
+        summary, timed_out = wait_for_change(module.client, params["changed_since"], params["wait_timeout"])
         return dict(summary, timed_out=timed_out)
     return read_state(module.client)
 

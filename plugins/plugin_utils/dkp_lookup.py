@@ -19,6 +19,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client impo
     DkpClient,
     DkpError,
 )
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import apply_query, compile_query
 
 _MISSING = object()
 
@@ -42,19 +43,31 @@ def connection_params(get_option):
 
 
 class DkpLookupBase(LookupBase):
-    """run() resolves options, builds one client for all terms and turns DkpError into a lookup error."""
+    """run() resolves options, builds one client for all terms and turns DkpError into a lookup error.
+
+    A lookup whose DOCUMENTATION includes the `deckhouse.platform.query` fragment gets the `query` option:
+    the JMESPath expression is compiled before any request and applied to the value found for each term
+    (a term that finds nothing still gives `default`).
+    """
 
     def lookup_term(self, client, term):
         raise NotImplementedError
 
+    def option(self, name, default=None):
+        """An option's value, or `default` for a lookup that does not declare it."""
+        return self.get_option(name) if self.has_option(name) else default
+
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
-        default = self.get_option("default") if self.has_option("default") else None
+        default = self.option("default")
         try:
+            query = compile_query(self.option("query"))
             client = DkpClient(connection_params(self.get_option))
             results = []
             for term in terms or [None]:
                 value = self.lookup_term(client, term)
+                if value is not None and query is not None:
+                    value = apply_query(value, query)
                 results.append(value if value is not None else (default if default is not None else {}))
             return results
         except DkpError as e:

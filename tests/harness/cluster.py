@@ -2,6 +2,16 @@
 the Deckhouse simulator, all on 127.0.0.1 with free ports.
 
     python tests/harness/cluster.py up|down|status [--dir .local/cluster] [--bin-dir DIR]
+        [--dkp-version 1.75|1.76] [--restart-seconds S]
+    python tests/harness/cluster.py restart-apiserver --dir DIR --down SECONDS
+    python tests/harness/cluster.py drop-connections --dir DIR [--refuse SECONDS]
+
+`--dkp-version` (default env DKP_VERSION, else 1.76) picks the CRDs, admission and simulator
+behaviour of that DKP release (tests/harness/versions.py). `--restart-seconds` (default env
+DKP_SIM_RESTART_SECONDS, else 3) is how long Deckhouse stays down when it restarts itself.
+`restart-apiserver` stops kube-apiserver by its recorded PID and starts it again with the same
+flags after SECONDS; pids.json is updated with the new PID. `drop-connections` resets every
+connection that goes through the apiserver proxy (`<dir>/kubeconfig-proxy`, tcpproxy.py).
 
 Python API (for tests): ``up(dir) -> ClusterInfo``, ``down(dir)``, ``running(dir)``,
 ``info(dir)``.
@@ -10,6 +20,7 @@ Layout of the cluster folder (default ``<repo>/.local/cluster``):
 
     pids.json       processes started (written as each one starts, read by ``down``)
     kubeconfig      admin (O=system:masters) client certificate, embedded data
+    kubeconfig-proxy  the same admin, through the TCP proxy that drop-connections cuts
     *.kubeconfig    kube-controller-manager's and kwok's own identities (for the audit log)
     audit.log       API audit log: one JSON line per write request (Metadata level)
     logs/<name>.log output of each process
@@ -44,6 +55,11 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
+
+try:  # imported as harness.cluster (tests) or run as tests/harness/cluster.py
+    from harness import versions as dkp_versions
+except ImportError:  # pragma: no cover - script mode: tests/harness is sys.path[0]
+    import versions as dkp_versions  # type: ignore[no-redef]
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "tests" / "harness"
@@ -86,6 +102,7 @@ class ClusterInfo:
     startup_seconds: float | None = None
     simulator: dict | None = None
     ports: dict = field(default_factory=dict)
+    dkp_version: str = dkp_versions.DEFAULT
 
     @property
     def audit_log_path(self) -> Path:
@@ -464,6 +481,7 @@ def info(d: str | os.PathLike | None = None) -> ClusterInfo:
         startup_seconds=state.get("startup_seconds"),
         simulator=sim,
         ports=state.get("ports", {}),
+        dkp_version=state.get("dkp_version", dkp_versions.DEFAULT),
     )
 
 
@@ -492,8 +510,14 @@ def _start(d: Path, state: dict, name: str, cmd: list[str], env: dict | None = N
             break
         time.sleep(0.01)
         st = _proc_start_time(proc.pid)
-    state["processes"].append({"name": name, "pid": proc.pid, "pgid": proc.pid, "start_time": st,
-                               "cmd": [str(c) for c in cmd[:1]]})
+    entry = {"name": name, "pid": proc.pid, "pgid": proc.pid, "start_time": st,
+             "cmd": [str(c) for c in cmd[:1]], "argv": [str(c) for c in cmd]}
+    procs = state["processes"]
+    old = next((i for i, e in enumerate(procs) if e["name"] == name), None)
+    if old is None:
+        procs.append(entry)
+    else:  # a restart (restart-apiserver): the entry keeps its place in the stop order
+        procs[old] = entry
     _write_state(d, state)
     return proc
 
@@ -868,11 +892,21 @@ def _simulator_available() -> bool:
 
 
 def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = None,
-       quiet: bool = False, simulator: bool = True) -> ClusterInfo:
-    """Start the cluster in `d` (or return the one running there) and return its info."""
+       quiet: bool = False, simulator: bool = True, dkp_version: str | None = None,
+       restart_seconds: float | None = None) -> ClusterInfo:
+    """Start the cluster in `d` (or return the one running there) and return its info.
+
+    `dkp_version`: "1.75" or "1.76" (default env DKP_VERSION, else 1.76).
+    `restart_seconds`: how long a Deckhouse self-restart lasts (default env
+    DKP_SIM_RESTART_SECONDS, else the simulator's 3 s).
+    """
     dd = _dir(d)
+    version = dkp_versions.normalise(dkp_version)
     if running(dd):
-        _log(f"cluster already running (kubeconfig: {dd / 'kubeconfig'})", quiet)
+        have = (read_state(dd) or {}).get("dkp_version", dkp_versions.DEFAULT)
+        if have != version:
+            raise ClusterError(f"the cluster in {dd} runs DKP {have}, not {version}; run `down` first")
+        _log(f"cluster already running (DKP {have}, kubeconfig: {dd / 'kubeconfig'})", quiet)
         return info(dd)
     if read_state(dd) is not None or dd.exists():
         # A stale or half-started cluster: stop whatever it recorded, then start afresh.
@@ -884,7 +918,7 @@ def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = N
     (dd / "logs").mkdir(exist_ok=True)
     (dd / "exec").mkdir(exist_ok=True)
     pki = dd / "pki"
-    etcd_client, etcd_peer, apiserver_port, kwok_port = _free_ports(4)
+    etcd_client, etcd_peer, apiserver_port, kwok_port, proxy_port, proxy_control = _free_ports(6)
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):
         etcd_data = Path(tempfile.mkdtemp(prefix="dkp-harness-etcd-", dir=shm))
@@ -897,7 +931,9 @@ def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = N
         "server": server,
         "bin_dir": str(bins["_dir"]),
         "etcd_data_dir": str(etcd_data),
-        "ports": {"etcd": etcd_client, "etcd_peer": etcd_peer, "apiserver": apiserver_port, "kwok": kwok_port},
+        "ports": {"etcd": etcd_client, "etcd_peer": etcd_peer, "apiserver": apiserver_port, "kwok": kwok_port,
+                  "apiserver_proxy": proxy_port, "apiserver_proxy_control": proxy_control},
+        "dkp_version": version,
         "processes": [],
         "complete": False,
     }
@@ -953,6 +989,13 @@ def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = N
         api = Api("127.0.0.1", apiserver_port, pki)
         _wait_ready(dd, api, procs, quiet)
         t_ready = time.monotonic() - t0
+        # a TCP proxy in front of the apiserver: kubeconfig-proxy goes through it, and
+        # drop_connections() resets every connection it carries
+        procs["apiserver-proxy"] = _start(dd, state, "apiserver-proxy", [
+            sys.executable, HARNESS / "tcpproxy.py", f"--listen={proxy_port}", f"--target={apiserver_port}",
+            f"--control={proxy_control}"])
+        write_kubeconfig(dd / "kubeconfig-proxy", f"https://127.0.0.1:{proxy_port}", pki, "admin",
+                         "kubernetes-admin")
 
         procs["kube-controller-manager"] = _start(dd, state, "kube-controller-manager", [
             bins["kube-controller-manager"],
@@ -986,7 +1029,7 @@ def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = N
         ], env=kwok_env, cwd=dd / "exec")
 
         # Cluster content: CRDs, Deckhouse identity and admission policies, the kwok node.
-        crds = load_manifests(CRD_DIR)
+        crds = dkp_versions.crds_for(version, load_manifests(CRD_DIR))
         for obj in crds:
             apply(api, obj)
         for obj in load_manifests(ADMISSION_DIR):
@@ -1001,9 +1044,11 @@ def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = N
             env["PYTHONPATH"] = str(REPO / "tests") + (
                 os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             env["PYTHONUNBUFFERED"] = "1"
-            procs["simulator"] = _start(dd, state, "simulator", [
-                sys.executable, "-m", "harness.simulator", "--dir", dd, "--kubeconfig", dd / "kubeconfig",
-            ], env=env, cwd=REPO)
+            sim_cmd = [sys.executable, "-m", "harness.simulator", "--dir", dd, "--kubeconfig", dd / "kubeconfig",
+                       "--dkp-version", version]
+            if restart_seconds is not None:
+                sim_cmd += ["--restart-seconds", str(float(restart_seconds))]
+            procs["simulator"] = _start(dd, state, "simulator", sim_cmd, env=env, cwd=REPO)
         elif simulator:
             _log("warning: tests/harness/simulator is not there yet; the cluster runs without it", quiet)
         _wait_admission(api, procs, dd)
@@ -1024,7 +1069,8 @@ def up(d: str | os.PathLike | None = None, bin_dir: str | os.PathLike | None = N
         raise
     result = info(dd)
     result.simulator = sim_info
-    _log(f"cluster up in {state['startup_seconds']:.1f} s (apiserver ready after {t_ready:.1f} s)", quiet)
+    _log(f"cluster (DKP {version}) up in {state['startup_seconds']:.1f} s "
+         f"(apiserver ready after {t_ready:.1f} s)", quiet)
     _log(f"kubeconfig: {dd / 'kubeconfig'}", quiet)
     return result
 
@@ -1142,26 +1188,90 @@ def down(d: str | os.PathLike | None = None, keep: bool = False, quiet: bool = F
     _log("cluster stopped" if state else f"no cluster recorded in {dd}", quiet)
 
 
+def restart_apiserver(d: str | os.PathLike | None = None, down_seconds: float = 5.0, wait: bool = True,
+                      quiet: bool = False) -> dict:
+    """Stop kube-apiserver by its recorded PID; after `down_seconds` (counted from the stop
+    signal) start it again with the same flags. pids.json then names the new process.
+
+    Returns {"old_pid", "new_pid", "down_seconds"} (seconds without an apiserver, measured).
+    """
+    dd = _dir(d)
+    state = read_state(dd)
+    if not state or not state.get("complete"):
+        raise ClusterError(f"no running cluster recorded in {dd}")
+    entry = next((e for e in state["processes"] if e["name"] == "kube-apiserver"), None)
+    if entry is None or not entry.get("argv"):
+        raise ClusterError(f"{dd / 'pids.json'} records no kube-apiserver command line (cluster started by an "
+                           "older cluster.py: run down and up)")
+    if not _alive(entry):
+        raise ClusterError(f"kube-apiserver (pid {entry['pid']}) is not running")
+    t0 = time.monotonic()
+    _signal_and_wait({"processes": [entry]}, STOP_TIMEOUT)
+    _reap()
+    left = float(down_seconds) - (time.monotonic() - t0)
+    if left > 0:
+        time.sleep(left)
+    proc = _start(dd, state, "kube-apiserver", entry["argv"])
+    t_up = time.monotonic()
+    _CHILDREN.pop(proc.pid, None)  # it outlives this process (own session); `down` stops it by PID
+    if wait:
+        api = Api("127.0.0.1", state["ports"]["apiserver"], dd / "pki")
+        _wait_ready(dd, api, {"kube-apiserver": proc}, quiet=True)
+    result = {"old_pid": entry["pid"], "new_pid": proc.pid, "down_seconds": round(t_up - t0, 2)}
+    _log(f"kube-apiserver restarted: pid {entry['pid']} -> {proc.pid}, down {result['down_seconds']:.1f} s", quiet)
+    return result
+
+
+def drop_connections(d: str | os.PathLike | None = None, refuse_seconds: float = 0.0) -> dict:
+    """Reset every connection through the apiserver proxy (clients of `<dir>/kubeconfig-proxy`);
+    with `refuse_seconds`, new connections are reset too for that long."""
+    dd = _dir(d)
+    port = ((read_state(dd) or {}).get("ports") or {}).get("apiserver_proxy_control")
+    if not port:
+        raise ClusterError(f"the cluster in {dd} has no apiserver proxy (started by an older cluster.py)")
+    path = f"/refuse?seconds={float(refuse_seconds)}" if refuse_seconds else "/drop"
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", path)
+        return json.loads(conn.getresponse().read() or b"{}")
+    finally:
+        conn.close()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    ap.add_argument("command", choices=["up", "down", "status"])
+    ap.add_argument("command", choices=["up", "down", "status", "restart-apiserver", "drop-connections"])
     ap.add_argument("--dir", default=None, help=f"cluster folder (default {DEFAULT_DIR})")
     ap.add_argument("--bin-dir", default=None, help="folder with etcd, kube-apiserver, "
                     "kube-controller-manager and kwok (default: tests/k8s/build_bins.sh)")
     ap.add_argument("--keep", action="store_true", help="down: keep the folder (logs, audit log)")
     ap.add_argument("--no-simulator", action="store_true", help="up: do not start the simulator")
+    ap.add_argument("--dkp-version", default=None, choices=list(dkp_versions.SUPPORTED),
+                    help=f"up: DKP release to model (default env {dkp_versions.ENV}, else {dkp_versions.DEFAULT})")
+    ap.add_argument("--restart-seconds", type=float, default=None,
+                    help="up: seconds a Deckhouse self-restart lasts (default env DKP_SIM_RESTART_SECONDS, else 3)")
+    ap.add_argument("--down", type=float, default=5.0,
+                    help="restart-apiserver: seconds without an apiserver (default 5)")
+    ap.add_argument("--no-wait", action="store_true", help="restart-apiserver: do not wait for /readyz")
+    ap.add_argument("--refuse", type=float, default=0.0,
+                    help="drop-connections: also reset new connections for this many seconds")
     args = ap.parse_args(argv)
     d = _dir(args.dir)
     try:
         if args.command == "up":
             if running(d):
-                print(f"cluster already running (kubeconfig: {d / 'kubeconfig'})")
+                have = (read_state(d) or {}).get("dkp_version", dkp_versions.DEFAULT)
+                want = dkp_versions.normalise(args.dkp_version)
+                if have != want:
+                    raise ClusterError(f"the cluster in {d} runs DKP {have}, not {want}; run `down` first")
+                print(f"cluster already running (DKP {have}, kubeconfig: {d / 'kubeconfig'})")
                 return 0
-            ci = up(d, bin_dir=args.bin_dir, quiet=True, simulator=not args.no_simulator)
-            print(f"cluster up in {ci.startup_seconds:.1f} s")
+            ci = up(d, bin_dir=args.bin_dir, quiet=True, simulator=not args.no_simulator,
+                    dkp_version=args.dkp_version, restart_seconds=args.restart_seconds)
+            print(f"cluster (DKP {ci.dkp_version}) up in {ci.startup_seconds:.1f} s")
             if ci.simulator is None and not args.no_simulator:
                 print("warning: the simulator was not started (tests/harness/simulator/__main__.py missing)")
             print(f"kubeconfig: {ci.kubeconfig}")
@@ -1169,9 +1279,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             down(d, keep=args.keep)
             return 0
+        if args.command == "drop-connections":
+            r = drop_connections(d, args.refuse)
+            print(f"dropped {r.get('dropped', 0)} connections through the apiserver proxy")
+            return 0
+        if args.command == "restart-apiserver":
+            r = restart_apiserver(d, args.down, wait=not args.no_wait, quiet=True)
+            print(f"kube-apiserver restarted: pid {r['old_pid']} -> {r['new_pid']}, "
+                  f"down {r['down_seconds']:.1f} s")
+            return 0
         state = read_state(d)
         if running(d):
-            print(f"running (kubeconfig: {d / 'kubeconfig'}, server: {state.get('server')})")
+            print(f"running (DKP {state.get('dkp_version', dkp_versions.DEFAULT)}, kubeconfig: {d / 'kubeconfig'}, "
+                  f"server: {state.get('server')})")
             for p in state.get("processes", []):
                 print(f"  {p['name']:<24} pid {p['pid']}")
             return 0

@@ -25,6 +25,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError
 from kubernetes.stream import stream
 
 from harness import cluster as harness_cluster
+from harness import versions as dkp_harness_versions
 
 GROUP = "deckhouse.io"
 D8_USER = "system:serviceaccount:d8-system:deckhouse"
@@ -154,9 +155,11 @@ def facts(dkp_cluster, core):
         if e.status != 404:
             raise
         saved = None
+    # no completed registry mode: the mode-keyed rules (Local/Proxy) stay out of these tests
+    base = {k: v for k, v in (saved or {}).items() if k != "registryMode"}
 
     def set_facts(**data):
-        body = {"metadata": {"name": FACTS_NAME, "namespace": FACTS_NS}, "data": {**(saved or {}), **data}}
+        body = {"metadata": {"name": FACTS_NAME, "namespace": FACTS_NS}, "data": {**base, **data}}
         try:
             core.patch_namespaced_config_map(FACTS_NAME, FACTS_NS, [
                 {"op": "add", "path": "/data", "value": body["data"]}])
@@ -165,6 +168,8 @@ def facts(dkp_cluster, core):
                 raise
             core.create_namespaced_config_map(FACTS_NS, body)
 
+    if saved is not None and "registryMode" in saved:
+        core.patch_namespaced_config_map(FACTS_NAME, FACTS_NS, [{"op": "add", "path": "/data", "value": base}])
     try:
         yield set_facts
     finally:
@@ -259,21 +264,25 @@ def test_kubectl_get_shows_dkp_printer_columns(dkp_cluster, listed_objects):
         "DISABLED MESSAGE", "READY"], wide
 
 
-def test_short_names_versions_and_subresources(kube):
+def test_short_names_versions_and_subresources(kube, dkp_version):
+    mup_v1 = dkp_harness_versions.features(dkp_version).mup_v1alpha1_served
+
     def discovery(version: str) -> dict:
         data = client.CustomObjectsApi(kube).get_api_resources(GROUP, version)
         return {r.name: r for r in data.resources}
 
     v1 = discovery("v1alpha1")
     short = {name: r.short_names or [] for name, r in v1.items() if "/" not in name}
-    assert short == {
+    want = {
         "moduleconfigs": ["mc"],
         "modules": [],
         "modulereleases": ["mr"],
         "modulesources": ["ms"],
-        "moduleupdatepolicies": ["mup"],
         "deckhousereleases": [],
     }
+    if mup_v1:  # 1.75 still serves ModuleUpdatePolicy v1alpha1
+        want["moduleupdatepolicies"] = ["mup"]
+    assert short == want
     assert all(not r.namespaced for r in v1.values())
     for sub in ("moduleconfigs/status", "modules/status", "modulereleases/status", "modulesources/status",
                 "deckhousereleases/status"):
@@ -283,11 +292,13 @@ def test_short_names_versions_and_subresources(kube):
     v2 = discovery("v1alpha2")
     assert set(v2) == {"moduleupdatepolicies", "modulepulloverrides", "modulepulloverrides/status"}
     assert v2["modulepulloverrides"].short_names == ["mpo"]
+    if not mup_v1:
+        assert v2["moduleupdatepolicies"].short_names == ["mup"]
 
     crds = client.ApiextensionsV1Api(kube)
     mup = crds.read_custom_resource_definition(f"moduleupdatepolicies.{GROUP}")
     versions = {v.name: v for v in mup.spec.versions}
-    assert versions["v1alpha1"].served and not versions["v1alpha1"].storage and versions["v1alpha1"].deprecated
+    assert versions["v1alpha1"].served is mup_v1 and not versions["v1alpha1"].storage and versions["v1alpha1"].deprecated
     assert versions["v1alpha2"].served and versions["v1alpha2"].storage
     assert mup.spec.conversion.strategy == "None"
     mpo = crds.read_custom_resource_definition(f"modulepulloverrides.{GROUP}")
@@ -297,12 +308,14 @@ def test_short_names_versions_and_subresources(kube):
         assert crd.metadata.labels.get("backup.deckhouse.io/cluster-config") == "true"
 
 
-def test_schema_defaults_of_update_policy_versions(custom):
+def test_schema_defaults_of_update_policy_versions(custom, dkp_version):
     name = f"harness-defaults-{uuid.uuid4().hex[:6]}"
     v2 = custom.create_cluster_custom_object(GROUP, "v1alpha2", "moduleupdatepolicies", {
         "apiVersion": f"{GROUP}/v1alpha2", "kind": "ModuleUpdatePolicy", "metadata": {"name": name},
         "spec": {"update": {}}}, dry_run="All")
     assert v2["spec"] == {"releaseChannel": "Stable", "update": {"mode": "Auto"}}
+    if not dkp_harness_versions.features(dkp_version).mup_v1alpha1_served:
+        return
     v1 = custom.create_cluster_custom_object(GROUP, "v1alpha1", "moduleupdatepolicies", {
         "apiVersion": f"{GROUP}/v1alpha1", "kind": "ModuleUpdatePolicy", "metadata": {"name": name},
         "spec": {"update": {}, "moduleReleaseSelector": {"labelSelector": {"matchLabels": {"a": "b"}}}}},
@@ -319,7 +332,10 @@ def test_schema_defaults_of_update_policy_versions(custom):
 
 
 @pytest.mark.parametrize("version", ["v1alpha1", "v1alpha2"])
-def test_mup_update_windows_from_must_precede_to(custom, version):
+def test_mup_update_windows_from_must_precede_to(custom, version, dkp_version):
+    if version == "v1alpha1" and not dkp_harness_versions.features(dkp_version).mup_v1alpha1_served:
+        pytest.skip(f"ModuleUpdatePolicy v1alpha1 is not served by DKP {dkp_version}")
+
     def body(frm, to):
         spec = {"update": {"mode": "Manual", "windows": [{"from": "1:00", "to": "2:30"}, {"from": frm, "to": to}]}}
         if version == "v1alpha1":
@@ -635,7 +651,8 @@ def test_second_up_reports_the_running_cluster(dkp_cluster):
     res = subprocess.run([sys.executable, str(script), "up", "--dir", str(dkp_cluster.dir)],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": ""}, check=False)
     assert res.returncode == 0, res.stderr
-    assert f"cluster already running (kubeconfig: {dkp_cluster.dir / 'kubeconfig'})" in res.stdout
+    assert f"cluster already running (DKP {dkp_cluster.dkp_version}, kubeconfig: {dkp_cluster.dir / 'kubeconfig'})" \
+        in res.stdout
     res = subprocess.run([sys.executable, str(script), "status", "--dir", str(dkp_cluster.dir)],
                          capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 0 and res.stdout.startswith("running"), res.stdout

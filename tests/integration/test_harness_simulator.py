@@ -112,8 +112,9 @@ class TestPureLogic:
         assert sval.config_status("nope", {"enabled": True}, [1], None, False)["message"] == "Ignored: unknown module name"
         r = sval.validate_config("cert-manager", {"version": 1, "settings": {"bogus": 1}}, [1],
                                  cat.settings_schema("cert-manager"))
-        assert r.error.startswith("spec.settings are not valid (version 1): ") and "certManager.bogus" in r.error
-        r = sval.validate_config("cert-manager", {"version": 3, "settings": {}}, [1, 2], None)
+        assert r.error.startswith("spec.settings are not valid (version 1):  validate config values: ") \
+            and "certManager.bogus" in r.error
+        r = sval.validate_config("cert-manager", {"version": 3, "settings": {"x": 1}}, [1, 2], None)
         assert r.error == "spec.version=3 is unsupported. Use latest version 2, or one of previous versions: 1"
         assert sval.confirmation_message("Breaks things").startswith("Breaks things. Please annotate ModuleConfig with")
 
@@ -316,13 +317,14 @@ def test_enable_module_walks_phases_to_ready(kube, sim):
         p = (o.get("status") or {}).get("phase")
         if p and (not phases or phases[-1] != p):
             phases.append(p)
-    assert phases == ["Available", "Downloading", "Installing", "Ready"], phases
+    # released: a disabled embedded module is Downloaded and enables through Reconciling
+    assert phases == ["Downloaded", "Reconciling", "Ready"], phases
     mod = get_obj(kube, "modules", "ingress-nginx")
     assert cond(mod, "IsReady")["status"] == "True"
     assert cond(mod, "EnabledByModuleConfig")["status"] == "True"
     assert cond(mod, "EnabledByModuleManager")["status"] == "True"
-    installing = next(o for o in rec.items if (o.get("status") or {}).get("phase") == "Installing")
-    assert cond(installing, "IsReady")["reason"] == "Installing" and cond(installing, "IsReady")["message"] == "installing"
+    rec_ = next(o for o in rec.items if (o.get("status") or {}).get("phase") == "Reconciling")
+    assert cond(rec_, "IsReady")["reason"] == "Reconciling" and cond(rec_, "IsReady")["message"] == "reconciling"
     m = get_obj(kube, "moduleconfigs", "ingress-nginx")
     assert m["status"] == {"version": "1", "message": ""}
     assert C.MC_FINALIZER in m["metadata"]["finalizers"]
@@ -402,9 +404,9 @@ def test_module_source_status_and_conflict(kube, sim):
     enable_example_source(kube)
     ms = get_obj(kube, "modulesources", "example")
     st = ms["status"]
-    assert st["phase"] == "Active" and st["modulesCount"] == len(st["modules"]) == 5
+    assert st["phase"] == "Active" and st["modulesCount"] == len(st["modules"]) == 6
     hello = next(m for m in st["modules"] if m["name"] == "hello-world")
-    assert hello["version"] == "v0.1.1" and len(hello["checksum"]) == 64 and hello["policy"] == ""
+    assert hello["version"] == "v0.1.1" and len(hello["checksum"]) == 64 and "policy" not in hello  # omitted for the embedded policy
     mod = get_obj(kube, "modules", "console")
     assert sorted(mod["properties"]["availableSources"]) == ["deckhouse", "example"]
     create_obj(kube, "moduleconfigs", mc("console", enabled=True))
@@ -465,7 +467,7 @@ def test_release_approval_flow_under_manual_policy(kube, sim):
     wait_for(lambda: _phase(kube, "hello-world-v0.3.0") == "Deployed", what="apply-now release deployed")
     ann = wait_value(lambda: get_obj(kube, "modulereleases", "hello-world-v0.3.0")["metadata"]["annotations"],
                      lambda a: C.ANN_APPLY_NOW not in a, what="apply-now removed")
-    assert ann[C.ANN_NOTIFIED] == "false"
+    assert ann[C.ANN_NOTIFIED] == "true"  # released 1.74-1.76
     wait_for(lambda: get_obj(kube, "modules", "hello-world")["properties"].get("version") == "v0.3.0",
              what="module version follows the release")
 
@@ -501,8 +503,10 @@ def test_pull_override_digest_and_renew(kube, sim):
     d1 = o["status"]["imageDigest"]
     assert d1.startswith("sha256:") and len(d1) == 71 and o["status"]["updatedAt"]
     mod = wait_value(lambda: get_obj(kube, "modules", "hello-world"),
-                     lambda m: (cond(m, "IsOverridden") or {}).get("status") == "True", what="IsOverridden")
-    assert mod["properties"]["version"] == "pr42"
+                     lambda m: (cond(m, "IsOverridden") or {}).get("status") == "True"
+                     and m["properties"].get("version") == "pr42", what="IsOverridden, version pr42")
+    # renew only triggers a check: the tag moved, so the new digest is deployed and renew goes
+    sim.publish_digest("hello-world", source="example", tag="pr42")
     patch_obj(kube, "modulepulloverrides", "hello-world", {"metadata": {"annotations": {"renew": ""}}}, "v1alpha2")
     o = wait_value(lambda: get_obj(kube, "modulepulloverrides", "hello-world", "v1alpha2"),
                    lambda x: "renew" not in (x["metadata"].get("annotations") or {}), what="renew removed")
@@ -594,18 +598,15 @@ def test_registry_local_proxy_not_supported(kube, sim):
     _set_registry(kube, {"mode": "Proxy", "proxy": {"imagesRepo": "registry.example.com/deckhouse/ee",
                                                     "scheme": "HTTPS", "license": "LICENSE"}})
     wait_for(lambda: _switched(kube, "Proxy"), what="switch to Proxy")
-    _set_registry(kube, {"mode": "Local", "proxy": None})
-    st = wait_value(lambda: read_registry_state(kube),
-                    lambda s: s and any(c["type"] == C.RC_ERR_TRANSITION for c in s["conditions"]),
-                    what="ErrTransitionNotSupported")
-    err = next(c for c in st["conditions"] if c["type"] == C.RC_ERR_TRANSITION)
-    assert (err["status"], err["reason"], err["message"]) == ("True", "Error",
-                                                              "mode transition from Proxy to Local not supported")
-    assert st["mode"] == "Proxy" and st["target_mode"] == "Local"
-    time.sleep(1.0)
+    # 1.75+: the VAP refuses the write (the orchestrator's ErrTransitionNotSupported stays a fallback)
+    from kubernetes.client.rest import ApiException
+
+    with pytest.raises(ApiException) as ei:
+        _set_registry(kube, {"mode": "Local", "proxy": None})
+    assert ('Switching `spec.settings.registry.mode` to Local mode is not supported when registry is running in '
+            '"Proxy" mode.') in json.loads(ei.value.body)["message"]
     st = read_registry_state(kube)
-    assert st["mode"] == "Proxy"
-    assert next(c for c in st["conditions"] if c["type"] == "Ready")["status"] == "False"
+    assert st["mode"] == "Proxy" and st["target_mode"] == "Proxy"
 
 
 def test_registry_local_waits_for_pushed_images_and_holds(kube, sim):
@@ -613,7 +614,7 @@ def test_registry_local_waits_for_pushed_images_and_holds(kube, sim):
     sim.hold_condition(C.RC_SWITCH, "held by the test")
     _set_registry(kube, {"mode": "Local"})
     wait_value(lambda: read_registry_state(kube),
-               lambda s: s and any(c["type"] == C.RC_IMAGES and c["status"] == "False" and "missing" in c["message"]
+               lambda s: s and any(c["type"] == C.RC_IMAGES and c["status"] == "False" and "items with errors" in c["message"]
                                    for c in s["conditions"]), what="Local waits for images")
     time.sleep(1.0)
     assert read_registry_state(kube)["mode"] == "Unmanaged"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 
 import pytest
 
-from ansible_run import run_playbook, run_tasks
+from ansible_run import run_playbook, run_tasks, task_status
 from dkp_audit import our_writes
 
 MC = "deckhouse.platform.module_config"
@@ -109,7 +110,7 @@ def test_check_mode_writes_nothing_and_runs_admission(kc, api, dkp_cluster, prom
     assert all(w.dry_run for w in writes), writes
     # admission runs in check mode too: the webhook rejects settings the module's schema does not allow
     bad = run_tasks(kc, [mc_task(name="cert-manager", version=1, settings={"noSuchSetting": True})], check=True)
-    assert bad.rc != 0
+    assert bad.rc != 0 and task_status(bad, "set") == "failed"
     assert "noSuchSetting" in bad.task("set")["msg"] or "not valid" in bad.task("set")["msg"], bad.task("set")
 
 
@@ -133,10 +134,15 @@ def test_enable_and_wait_until_ready_then_disable(kc, api):
         assert run.rc == 0, run.output
         module = run.task("set")["module"]
         assert module["ready"] and module["phase"] == "Ready" and module["enabled"]
+        assert run.task("set")["processed"] is True and run.task("set")["ready"] is True
+        assert "EnabledByModuleConfig" in run.task("set")["evidence"]
+        again = run_tasks(kc, [mc_task(name="ingress-nginx", enabled=True, wait=True, wait_timeout=60)])
+        assert again.rc == 0 and again.task("set")["changed"] is False and again.task("set")["ready"] is True
         run = run_tasks(kc, [mc_task(name="ingress-nginx", enabled=False, wait=True, wait_timeout=60)])
         assert run.rc == 0, run.output
         assert run.task("set")["module"]["ready"] is False
         assert run.task("set")["module"]["enabled"] is False
+        assert run.task("set")["module"]["phase"] == "Downloaded", "released DKP: a disabled embedded module"
     finally:
         delete_mc(api, "ingress-nginx")
 
@@ -144,7 +150,7 @@ def test_enable_and_wait_until_ready_then_disable(kc, api):
 def test_disabling_a_confirmed_module_needs_allow_disabling(kc, api, dkp_cluster):
     mark = dkp_cluster.audit_marker()
     run = run_tasks(kc, [mc_task(name="cni-cilium", enabled=False)])
-    assert run.rc != 0
+    assert run.rc != 0 and task_status(run, "set") == "failed"
     msg = run.task("set")["msg"]
     assert "allow_disabling" in msg and "cni-cilium" in msg
     assert not [w for w in our_writes(dkp_cluster, mark, resource="moduleconfigs") if not w.dry_run]
@@ -174,7 +180,7 @@ def test_absent_deletes_and_is_idempotent(kc, api, prometheus_mc):
 def test_bad_input_fails_before_any_write(kc, dkp_cluster, api, prometheus_mc, params, needle):
     mark = dkp_cluster.audit_marker()
     run = run_tasks(kc, [mc_task(**params)])
-    assert run.rc != 0
+    assert run.rc != 0 and task_status(run, "set") == "failed"
     assert needle in run.task("set")["msg"], run.task("set")
     assert our_writes(dkp_cluster, mark) == []
 
@@ -185,7 +191,7 @@ def test_unknown_module_wait_fails_with_the_status_message(kc, api):
     delete_mc(api, "no-such-module")
     try:
         run = run_tasks(kc, [mc_task(name="no-such-module", enabled=True, wait=True, wait_timeout=30)])
-        assert run.rc != 0
+        assert run.rc != 0 and task_status(run, "set") == "failed"
         assert "no-such-module" in run.task("set")["msg"]
         assert "not found" in run.task("set")["msg"] or "unknown module" in run.task("set")["msg"]
     finally:
@@ -200,10 +206,26 @@ def test_wait_timeout_reports_last_state(kc, api, simulator):
     finally:
         simulator.resume()
         delete_mc(api, "ingress-nginx")
-    assert run.rc != 0
+    assert run.rc != 0 and task_status(run, "set") == "failed"
     msg = run.task("set")["msg"]
     assert "Timed out after 3s" in msg and "last observed state" in msg and "phase" in msg, msg
     assert run.task("set")["changed"] is True
+
+
+def test_wait_without_enabled_on_a_bundle_enabled_module_returns(kc, api, prometheus_mc):
+    # released DKP: an omitted `enabled` gives EnabledByModuleConfig=False, so a wait that required it hung
+    start = time.monotonic()
+    run = run_tasks(kc, [mc_task(name=prometheus_mc, version=1, settings={"retentionDays": 6}, wait=True,
+                                 wait_timeout=120)])
+    assert run.rc == 0, run.output
+    assert time.monotonic() - start < 60
+    res = run.task("set")
+    assert res["changed"] is True and res["module"]["phase"] == "Ready"
+    assert res["module"]["enabled_by_config"] is False and res["module"]["enabled"] is True
+    again = run_tasks(kc, [mc_task(name=prometheus_mc, version=1, settings={"retentionDays": 6}, wait=True,
+                                   wait_timeout=120)])
+    assert again.rc == 0 and again.task("set")["changed"] is False
+    assert again.task("set")["processed"] is True and again.task("set")["ready"] is True
 
 
 def test_info_modules_and_lookups(kc, api, prometheus_mc):
@@ -246,7 +268,7 @@ def test_module_defaults_group_and_env_fallbacks(kc, api, prometheus_mc):
     assert run.rc == 0, run.output
     assert get_mc(api, prometheus_mc)["spec"]["settings"]["retentionDays"] == 4
     bad = run_tasks(kc, [mc_task(name=prometheus_mc, enabled=True)], env={"K8S_AUTH_KUBECONFIG": "/nonexistent/kubeconfig"})
-    assert bad.rc != 0 and "/nonexistent/kubeconfig does not exist" in bad.task("set")["msg"]
+    assert bad.rc != 0 and task_status(bad, "set") == "failed" and "/nonexistent/kubeconfig does not exist" in bad.task("set")["msg"]
 
 
 def test_cluster_without_dkp_crds_gives_a_clear_error(kc, bare_cluster):
@@ -256,6 +278,7 @@ def test_cluster_without_dkp_crds_gives_a_clear_error(kc, bare_cluster):
             "msg": "{{ lookup('deckhouse.platform.module', 'deckhouse', kubeconfig='%s') }}" % bare_cluster},
          "ignore_errors": True},
     ])
+    assert task_status(run, "set") == "failed" and task_status(run, "lk") == "failed"
     msg = run.task("set")["msg"]
     assert "does not serve deckhouse.io/v1alpha1 ModuleConfig: is this a Deckhouse cluster?" in msg, msg
     assert "Traceback" not in run.output

@@ -7,7 +7,7 @@
 #
 # Steps:
 #  1. Mirror what git would check out (tracked + untracked-not-ignored files, as ansible-test
-#     itself lists them) into .local/sanity/ansible_collections/deckhouse/platform: ansible-test
+#     itself lists them) into .local/sanity/<ansible-core version>/ansible_collections/deckhouse/platform: ansible-test
 #     must run from inside an ansible_collections/<ns>/<name> tree. The mirror gets its own
 #     `git init` (no commit) so ansible-test lists files with git there and does not climb up to
 #     this repository, whose .gitignore hides .local/.
@@ -33,7 +33,6 @@ fi
 PY=$1
 shift
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-DEST=$ROOT/.local/sanity/ansible_collections/deckhouse/platform
 CACHE=$HOME/.ansible/test/cache
 BIN=$(dirname "$PY")
 START=$SECONDS
@@ -47,6 +46,9 @@ if compgen -G "$ROOT/tests/sanity/ignore-*.txt" >/dev/null; then
     exit 2
 fi
 PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+# One mirror per ansible-core version, so the versions of tests/matrix.sh never share one.
+CORE=$("$PY" -c 'from ansible.release import __version__; print(__version__)')
+DEST=$ROOT/.local/sanity/$CORE/ansible_collections/deckhouse/platform
 
 # 1. The mirror.
 mkdir -p "$DEST"
@@ -114,5 +116,5 @@ cd "$DEST"
 rm -rf tests/output
 rc=0
 PATH="$BIN:$PATH" "$BIN/ansible-test" sanity --local --python "$PYVER" "$@" || rc=$?
-echo "sanity: rc=$rc in $((SECONDS - START))s"
+echo "sanity: ansible-core $CORE (Python $PYVER): rc=$rc in $((SECONDS - START))s"
 exit $rc

@@ -3,7 +3,8 @@
     dkp_test.py audit-mark   --dir CLUSTER_DIR                 print the audit log's size (a marker)
     dkp_test.py audit-writes --dir CLUSTER_DIR --since MARKER  print, as JSON, the writes the collection made
                                                                 since the marker (user agent deckhouse.platform),
-                                                                dry runs and pods/exec excluded
+                                                                dry runs, pods/exec and the run lock Lease
+                                                                excluded
     dkp_test.py sim --dir CLUSTER_DIR VERB [key=value ...]      call a simulator control verb, print its result
     dkp_test.py module-error --dir CLUSTER_DIR NAME MESSAGE     put Module NAME in phase Error with MESSAGE on its
                                                                 IsReady condition (what a failed image pull shows)
@@ -81,6 +82,10 @@ def writes(cluster_dir: Path, since: int) -> list[dict]:
         if "All" in parse_qs(urlsplit(e.get("requestURI", "")).query).get("dryRun", []):
             continue
         if e.get("stage") not in (None, "ResponseComplete"):
+            continue
+        # the run lock (deckhouse.platform.run_lock, a Lease every runbook role takes outside check mode) is the
+        # runbook's own bookkeeping, not a change of the cluster it reports on
+        if ref.get("resource") == "leases" and ref.get("apiGroup") == "coordination.k8s.io":
             continue
         out.append({"verb": e["verb"], "resource": ref.get("resource"), "subresource": ref.get("subresource"),
                     "namespace": ref.get("namespace"), "name": ref.get("name"),

@@ -11,6 +11,8 @@ import sys
 import threading
 
 PROFILES = {"test": 0.2, "demo": 1.0}
+# seconds a Deckhouse self-restart lasts per profile (env DKP_SIM_RESTART_SECONDS overrides)
+RESTART_SECONDS = {"test": 3.0, "demo": 12.0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +23,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="timing profile: test (0.2 s steps) or demo (1 s steps)")
     ap.add_argument("--step-delay", type=float, default=None,
                     help="seconds per reconcile step (env DKP_SIM_STEP_DELAY; default from --profile)")
-    ap.add_argument("--restart-duration", type=float, default=None,
-                    help="seconds a Deckhouse restart keeps the debug API down (default 5 steps, >= 1 s)")
+    ap.add_argument("--restart-seconds", "--restart-duration", dest="restart_seconds", type=float, default=None,
+                    help="seconds a Deckhouse self-restart lasts: webhook refuses, debug API silent "
+                         "(env DKP_SIM_RESTART_SECONDS; default 3 s, 12 s with --profile demo)")
+    ap.add_argument("--dkp-version", default=os.environ.get("DKP_VERSION") or None,
+                    help="DKP release to model: 1.75 or 1.76 (env DKP_VERSION; default 1.76)")
     ap.add_argument("--cluster-type", choices=["Static", "Cloud"],
                     default=os.environ.get("DKP_SIM_CLUSTER_TYPE", "Static"))
     ap.add_argument("--registry-enabled", action="store_true",
@@ -41,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     if step is None:
         step = PROFILES[args.profile]
 
+    restart = args.restart_seconds
+    if restart is None and os.environ.get("DKP_SIM_RESTART_SECONDS"):
+        restart = float(os.environ["DKP_SIM_RESTART_SECONDS"])
+    if restart is None:
+        restart = RESTART_SECONDS[args.profile]
+
+    from harness import versions
+
     from .controller import Options, Simulator
 
     state_file = os.path.join(args.dir, "simulator.json")
@@ -49,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError:
         pass
     sim = Simulator(Options(args.dir, args.kubeconfig, step_delay=step, profile=args.profile,
-                            cluster_type=args.cluster_type, restart_duration=args.restart_duration,
+                            cluster_type=args.cluster_type, restart_duration=restart,
+                            dkp_version=versions.normalise(args.dkp_version),
                             registry_enabled=args.registry_enabled, control_port=args.control_port,
                             webhook_port=args.webhook_port))
     done = threading.Event()

@@ -32,6 +32,21 @@ class Catalogue:
     def reset(self) -> None:
         with self.lock:
             self.registries: dict[str, dict] = copy.deepcopy(self.raw.get("registries", {}))
+            # (repo, module, tag) -> digest, for tags moved by `publish-digest`
+            self.moved_tags: dict[tuple[str, str, str], str] = {}
+
+    def tag_digest(self, repo: str, module: str, tag: str) -> str:
+        """The digest `tag` of `module` points at (stable until publish_digest moves it)."""
+        with self.lock:
+            key = (self.norm_repo(repo), module, tag)
+            return self.moved_tags.get(key) or "sha256:" + self.digest(key[0], module, tag)
+
+    def publish_digest(self, repo: str, module: str, tag: str, salt: str) -> str:
+        """Push a new image under `tag` (the tag moves to a new digest)."""
+        with self.lock:
+            key = (self.norm_repo(repo), module, tag)
+            self.moved_tags[key] = "sha256:" + self.digest(key[0], module, tag, salt)
+            return self.moved_tags[key]
 
     # -- modules ------------------------------------------------------------------------------
     def is_embedded(self, name: str) -> bool:

@@ -1,4 +1,5 @@
-"""Names, annotations, reasons and messages used by Deckhouse (dkp-spec.md)."""
+"""Names, annotations, reasons and messages used by Deckhouse (dkp-spec.md, corrected by the
+released 1.75/1.76 facts summarised in tests/harness/README.md)."""
 
 NS = "d8-system"
 GLOBAL = "global"
@@ -35,6 +36,10 @@ R_OVERRIDDEN = "Overridden"
 
 # ModuleRelease (v1alpha1/module_release.go)
 MR_FINALIZER = "modules.deckhouse.io/exist-on-fs"
+MR_FINALIZER_METRICS = "modules.deckhouse.io/metrics-registered"  # 1.75+: on every release
+M_RELEASE_POSTPONED = "ModuleRelease could not be applied, release postponed"
+R_RELEASE_NOT_READY = "ReleaseDeployedIsNotReady"
+R_RELEASE_REQUIREMENTS = "ReleaseRequirementsCheck"
 ANN_APPROVED = "modules.deckhouse.io/approved"
 ANN_IS_UPDATING = "modules.deckhouse.io/isUpdating"
 ANN_NOTIFIED = "modules.deckhouse.io/notified"
@@ -97,5 +102,12 @@ CLUSTER_FACTS = "d8-cluster-facts"
 
 WEBHOOK_NAME = "module-configs.deckhouse-webhook.deckhouse.io"
 WEBHOOK_PATH = "/validate/v1alpha1/module-configs"
+UP_WEBHOOK_NAME = "update-policies.deckhouse-webhook.deckhouse.io"
+UP_WEBHOOK_PATH = "/validate/v1alpha1/update-policies"
+
+# Secret rendered from ModuleConfig deckhouse spec.settings.registry; its generation is the
+# observedGeneration of registry-state conditions.
+REGISTRY_CONFIG_SECRET = "registry-config"
+ANN_REGISTRY_CONFIG_GENERATION = "registry.deckhouse.io/generation"
 
 RELEASE_CHANNELS = ("Alpha", "Beta", "EarlyAccess", "Stable", "RockSolid", "LTS")

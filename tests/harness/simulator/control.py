@@ -13,6 +13,11 @@ CLI (PYTHONPATH=tests)::
     python -m harness.simulator.control hold-condition type=Ready message="held"
     python -m harness.simulator.control queue-add description=ModuleRun:main:cert-manager error="boom"
     python -m harness.simulator.control add-release module=hello-world version=0.1.2 source=example
+    python -m harness.simulator.control module-error cert-manager message="hook failed" duration=10
+    python -m harness.simulator.control module-error-clear cert-manager
+    python -m harness.simulator.control publish-digest hello-world source=example tag=main
+    python -m harness.simulator.control registry-hash-bump
+    python -m harness.simulator.control restart-seconds 0
 
 Values of key=value are parsed as JSON when possible (true, 3, ["Stable"]), else taken as text.
 """
@@ -33,13 +38,17 @@ VERBS = (
     "state", "pause", "resume", "reset", "set-delay", "hold-condition", "release-condition", "queue-add",
     "queue-clear", "node-not-ready", "node-cordon", "node-restore", "image-check-fail", "image-check-ok",
     "restart-deckhouse", "local-images-pushed", "cluster-type", "add-release", "sync-sources", "wait-idle",
+    "module-error", "module-error-clear", "publish-digest", "registry-hash-bump", "restart-seconds",
 )
 # the first positional argument of a verb, for the CLI
 POSITIONAL = {
     "node-not-ready": "name", "node-cordon": "name", "node-restore": "name", "cluster-type": "type",
     "hold-condition": "type", "release-condition": "type", "image-check-fail": "message",
     "restart-deckhouse": "duration", "queue-add": "description",
+    "module-error": "module", "module-error-clear": "module", "publish-digest": "module",
+    "restart-seconds": "seconds",
 }
+_NUMERIC_POSITIONAL = ("restart-deckhouse", "restart-seconds")
 
 
 class SimulatorError(RuntimeError):
@@ -159,7 +168,8 @@ class SimulatorControl:
         """Ready and schedulable again (all nodes without a name)."""
         return self.call("node-restore", name=name)
 
-    def image_check_fail(self, message: str = "registry.deckhouse.io: 3 of 157 items are not found") -> dict:
+    def image_check_fail(self, message: str | None = None) -> dict:
+        """The images check fails; without `message` in the checker's format (`Mode:` line)."""
         return self.call("image-check-fail", message=message)
 
     def image_check_ok(self) -> dict:
@@ -182,6 +192,26 @@ class SimulatorControl:
         on `channels` (default: all), and resync the sources that use it."""
         return self.call("add-release", module=module, version=version, source=source, repo=repo,
                          channels=channels)
+
+    def module_error(self, module: str, message: str = "hook failed", duration: float = 0) -> dict:
+        """Module in phase Error, IsReady=False reason HookError `message`, for `duration` s
+        (0 = until module_error_clear)."""
+        return self.call("module-error", module=module, message=message, duration=duration)
+
+    def module_error_clear(self, module: str | None = None) -> dict:
+        return self.call("module-error-clear", module=module)
+
+    def publish_digest(self, module: str, source: str | None = None, tag: str | None = None) -> dict:
+        """Move `tag` of `module` (in `source`'s registry) to a new digest."""
+        return self.call("publish-digest", module=module, source=source, tag=tag)
+
+    def registry_hash_bump(self) -> dict:
+        """registry-state `hash` changes although the registry did not (unrelated event)."""
+        return self.call("registry-hash-bump")
+
+    def restart_seconds(self, seconds: float) -> dict:
+        """Length of every later Deckhouse self-restart (0 = none); survives reset."""
+        return self.call("restart-seconds", seconds=seconds)
 
     def sync_sources(self) -> dict:
         return self.call("sync-sources")
@@ -214,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             k, v = item.split("=", 1)
             args[k.replace("-", "_")] = _parse_value(v)
         elif verb in POSITIONAL and POSITIONAL[verb] not in args:
-            args[POSITIONAL[verb]] = _parse_value(item) if verb == "restart-deckhouse" else item
+            args[POSITIONAL[verb]] = _parse_value(item) if verb in _NUMERIC_POSITIONAL else item
         else:
             print(f"unexpected argument {item!r}", file=sys.stderr)
             return 2

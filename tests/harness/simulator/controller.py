@@ -25,6 +25,7 @@ from . import registry as regmod
 from . import releases as rel
 from . import validation
 from .catalogue import Catalogue
+from harness import versions
 from .kube import (CLUSTER_ROLE_BINDING, CONFIG_MAP, MODULE, MODULE_CONFIG, MODULE_PULL_OVERRIDE,
                    MODULE_RELEASE, MODULE_SOURCE, MODULE_UPDATE_POLICY, NAMESPACE, NODE, POD, SECRET,
                    SERVICE, SERVICE_ACCOUNT, VALIDATING_WEBHOOK, ApiError, Informer, Kube)
@@ -42,6 +43,11 @@ INITIAL_DECKHOUSE_SETTINGS = {"bundle": "Default", "releaseChannel": "Stable", "
 # credentials of the fake registries (not the registry-state marker: that one is for leak tests)
 FAKE_LICENSE = "fake-license-token-of-the-dkp-simulator"
 INITIAL_GLOBAL_SETTINGS = {"modules": {"publicDomainTemplate": "%s.dkp.example.com"}}
+# finalizers of every deployed ModuleRelease (1.75+ adds metrics-registered)
+RELEASE_FINALIZERS = (c.MR_FINALIZER, c.MR_FINALIZER_METRICS)
+DEFAULT_IMAGE_ERROR = "<checker format>"
+# EventDescription of the tasks a starting addon-operator queues (the last `:`-part)
+STARTUP_EVENT = "Operator-Startup"
 
 
 def now_rfc3339() -> str:
@@ -116,7 +122,8 @@ def set_module_condition(conds: list[dict], ctype: str, status: str, reason: str
 class Options:
     def __init__(self, directory: str, kubeconfig: str, step_delay: float = 0.2, profile: str = "test",
                  cluster_type: str = "Static", restart_duration: float | None = None,
-                 registry_enabled: bool = False, control_port: int = 0, webhook_port: int = 0):
+                 registry_enabled: bool = False, control_port: int = 0, webhook_port: int = 0,
+                 dkp_version: str | None = None):
         self.dir = directory
         self.kubeconfig = kubeconfig
         self.step_delay = step_delay
@@ -126,12 +133,17 @@ class Options:
         self.registry_enabled = registry_enabled
         self.control_port = control_port
         self.webhook_port = webhook_port
+        self.dkp_version = versions.normalise(dkp_version)
+        self.features = versions.features(self.dkp_version)
 
 
 class Simulator:
     def __init__(self, opts: Options):
         self.opts = opts
         self.cat = Catalogue()
+        self.f = opts.features
+        self.cat.deckhouse_version = self.f.deckhouse_version
+        self.cat.deckhouse_image = self.cat.deckhouse_image.rsplit(":", 1)[0] + ":" + self.f.deckhouse_version
         self.kube = Kube(opts.kubeconfig, impersonate=True)
         self.admin = Kube(opts.kubeconfig, impersonate=False)
         self.stop = threading.Event()
@@ -150,7 +162,7 @@ class Simulator:
         self.paused = False
         self.step_delay = float(self.opts.step_delay)
         self.restart_duration = float(self.opts.restart_duration if self.opts.restart_duration is not None
-                                      else max(1.0, 5 * self.step_delay))
+                                      else 3.0)
         self.cluster_type = self.opts.cluster_type
         self.timers: dict[tuple, float] = {}
         self.next_wake: float | None = None
@@ -170,6 +182,11 @@ class Simulator:
         self.enabled_seen: dict[str, bool] = {}
         self.last_queue_tick = 0.0
         self.mpo_deployed: dict[str, tuple[str, str]] = {}
+        # module -> (hook error message, monotonic deadline or None = until cleared)
+        self.module_errors: dict[str, tuple[str, float | None]] = {}
+        self.registry_salt = 0
+        self.restarts = 0
+        self.last_restart_reason = ""
         self.started = False
 
     # ================================================================ plumbing
@@ -292,6 +309,8 @@ class Simulator:
             "pid": os.getpid(),
             "step_delay": self.step_delay,
             "profile": self.opts.profile,
+            "dkp_version": self.opts.dkp_version,
+            "restart_seconds": self.restart_duration,
         }
         tmp = path + f".tmp.{os.getpid()}"
         with open(tmp, "w", encoding="utf-8") as f:
@@ -340,7 +359,8 @@ class Simulator:
             try:
                 cur = self.admin.get(VALIDATING_WEBHOOK, c.WEBHOOK_NAME)
                 want = self._webhook_manifest()
-                if cur is None or cur.get("webhooks", [{}])[0].get("clientConfig") != want["webhooks"][0]["clientConfig"]:
+                have = [w.get("clientConfig") for w in (cur or {}).get("webhooks") or []]
+                if cur is None or have != [w["clientConfig"] for w in want["webhooks"]]:
                     self._register_webhook()
             except Exception as e:
                 log.debug("webhook keeper: %s", e)
@@ -448,6 +468,17 @@ class Simulator:
                 "rules": [{"apiGroups": ["deckhouse.io"], "apiVersions": ["*"],
                            "operations": ["CREATE", "UPDATE", "DELETE"], "resources": ["moduleconfigs"],
                            "scope": "Cluster"}],
+            }, {
+                "name": c.UP_WEBHOOK_NAME,
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Fail",
+                "timeoutSeconds": 10,
+                "clientConfig": {"url": self.webhook.up_url,
+                                 "caBundle": base64.b64encode(self.webhook.ca_pem).decode()},
+                "rules": [{"apiGroups": ["deckhouse.io"], "apiVersions": ["*"],
+                           "operations": ["DELETE"], "resources": ["moduleupdatepolicies"],
+                           "scope": "Cluster"}],
             }],
         }
 
@@ -523,6 +554,10 @@ class Simulator:
     def r_facts(self) -> None:
         want = {"registryModuleEnabled": "true" if self.module_enabled(c.REGISTRY) else "false",
                 "clusterBootstrapped": "true", "clusterType": self.cluster_type}
+        sec = self.c(SECRET).get("registry-state", c.NS)
+        if sec is not None:
+            # the completed mode: the 1.75+ VAP is rendered with extra rules keyed on it
+            want["registryMode"] = unb64((sec.get("data") or {}).get("mode")) or "Unmanaged"
         cm = self.c(CONFIG_MAP).get(c.CLUSTER_FACTS, c.NS)
         if cm is None:
             self.w_create(CONFIG_MAP, {"metadata": {"name": c.CLUSTER_FACTS, "namespace": c.NS,
@@ -634,8 +669,13 @@ class Simulator:
     # ================================================================ reconcile
     def reconcile(self) -> None:
         self.next_wake = None
-        for step in (self.r_bootstrap, self.r_sources, self.r_module_configs, self.r_modules, self.r_releases,
-                     self.r_mpos, self.r_registry, self.r_facts, self.r_queue):
+        steps = (self.r_bootstrap, self.r_sources, self.r_module_configs, self.r_modules, self.r_releases,
+                 self.r_mpos, self.r_registry, self.r_facts, self.r_queue)
+        if self.deckhouse_down():
+            # Deckhouse is re-executing: its controllers and hooks do nothing until it is back
+            steps = (self.r_bootstrap, self.r_facts, self.r_queue)
+            self.schedule(self.restart_until)
+        for step in steps:
             try:
                 step()
             except ApiError as e:
@@ -665,11 +705,14 @@ class Simulator:
         self.enqueue("ConvergeModules", MAIN)
 
     def enqueue_startup(self) -> None:
+        """The main queue of a Deckhouse that just started: a converge, then one ModuleRun with
+        doStartup per enabled module (addon-operator HookMetadata description format:
+        `ModuleRun:main:<module>:doStartup:<EventDescription>`)."""
         self.enqueue("ConvergeModules", MAIN, "OperatorStartup")
         mods = sorted((m for m in self._all_module_names() if self.module_enabled(m)),
                       key=lambda m: (self.cat.embedded.get(m) or self.registry_meta(m)).get("weight", 900))
         for m in mods:
-            self.enqueue("ModuleRun", MAIN, m)
+            self.enqueue("ModuleRun", MAIN, f"{m}:doStartup:{STARTUP_EVENT}")
         for q in self.cat.other_queues[:4]:
             mod = q.split("/")[2] if q.count("/") >= 3 else "deckhouse"
             self.enqueue("ModuleHookRun", q, f"{mod}:{q.rsplit('/', 1)[-1]}")
@@ -771,8 +814,8 @@ class Simulator:
             set_module_condition(conds, c.C_IS_READY, "True")
             return {"phase": "Ready", "conditions": conds}
         set_module_condition(conds, c.C_ENABLED_BY_MM, "False", c.R_BUNDLE, c.M_BUNDLE)
-        set_module_condition(conds, c.C_IS_READY, "False", c.R_BUNDLE, c.M_BUNDLE)
-        return {"phase": "Available", "conditions": conds}
+        set_module_condition(conds, c.C_IS_READY, "False", c.R_DISABLED, c.M_DISABLED)
+        return {"phase": "Downloaded", "conditions": conds}  # embedded modules are always on disk
 
     def _create_embedded_module(self, name: str) -> None:
         out = self.w_create(MODULE, {"metadata": {"name": name, "labels": {"heritage": "deckhouse"}},
@@ -863,14 +906,14 @@ class Simulator:
         has = {x.get("type") for x in conds}
         if mc_en is True:
             set_module_condition(conds, c.C_ENABLED_BY_MC, "True")
-        elif mc_en is False:
+        elif mc_en is False or self.mc(name) is not None or c.C_ENABLED_BY_MC in has:
+            # released: an omitted spec.enabled reads as False (not Unknown)
             set_module_condition(conds, c.C_ENABLED_BY_MC, "False")
-        elif c.C_ENABLED_BY_MC in has:
-            set_module_condition(conds, c.C_ENABLED_BY_MC, "Unknown")
         over = self.mpo(name)
         over_ready = over is not None and not deleting(over) and (over.get("status") or {}).get("message") == c.MPO_READY
-        if over_ready:
-            set_module_condition(conds, c.C_IS_OVERRIDDEN, "True")
+        if over is not None and not deleting(over) and props.get("source") and not embedded:
+            # IsOverridden as soon as the MPO exists and the module has a source (before any pull)
+            set_module_condition(conds, c.C_IS_OVERRIDDEN, "True", c.R_OVERRIDDEN)
         elif c.C_IS_OVERRIDDEN in has:
             set_module_condition(conds, c.C_IS_OVERRIDDEN, "False")
 
@@ -882,9 +925,12 @@ class Simulator:
                 reason, msg = c.R_BUNDLE, c.M_BUNDLE
             else:
                 reason, msg = c.R_DISABLED, c.M_DISABLED
-            if phase in ("", "Available", "Conflict", "Downloading", "DownloadingError"):
+            if embedded:
+                phase = "Downloaded"  # embedded modules are always on disk
+                ready = (c.R_DISABLED, c.M_DISABLED)
+            elif phase in ("", "Available", "Conflict", "Downloading", "DownloadingError"):
                 phase = "Available"
-                ready = (reason, msg) if embedded else (c.R_NOT_INSTALLED, c.M_NOT_INSTALLED)
+                ready = (c.R_NOT_INSTALLED, c.M_NOT_INSTALLED)
             elif phase == "Unavailable":
                 ready = (reason, msg)
             else:
@@ -918,10 +964,24 @@ class Simulator:
             pend = self._blocked_pending(name)
             if pend is not None and dep is not None:
                 set_module_condition(conds, c.C_LAST_RELEASE, "False", c.R_RELEASE_DEPLOY_TIME,
-                                     f"{pend[1]}: see details in the module release v{pend[0]}")
+                                     f"{c.M_RELEASE_POSTPONED}: see details in the module release v{pend[0]}")
+        err = self.module_errors.get(name)
+        if err is not None and err[1] is not None and time.monotonic() >= err[1]:
+            self.c_module_error_clear(name)  # the hook succeeds on a retry: a transient error
+            err = None
+        if err is not None:
+            # addon-operator holds a last hook error: phase Error, IsReady=False HookError
+            if err[1] is not None:
+                self.schedule(err[1])
+            set_module_condition(conds, c.C_ENABLED_BY_MM, "True")
+            set_module_condition(conds, c.C_IS_READY, "False", c.R_HOOK_ERROR, err[0])
+            return {"phase": "Error", "conditions": conds}
         rerun = self.module_rerun.get(name)
         nxt = None
-        if phase in ("", "Available", "Conflict", "Unavailable"):
+        if embedded and phase in ("", "Available", "Conflict", "Unavailable", "Downloading", "Installing",
+                                  "Downloaded"):
+            nxt = "Reconciling"  # embedded modules enable through Reconciling
+        elif phase in ("", "Available", "Conflict", "Unavailable"):
             if not embedded and not installable and phase in ("Available", "Conflict", ""):
                 # the source controller marks the module Downloading once its release is ensured
                 if self.module_releases(name):
@@ -938,7 +998,8 @@ class Simulator:
             nxt = rerun
         if nxt is not None:
             key = ("module", name, phase, rerun or "")
-            immediate = phase in ("", "Available", "Conflict") and nxt == "Downloading" and not embedded
+            immediate = (phase in ("", "Available", "Conflict") and nxt == "Downloading" and not embedded) or \
+                (embedded and phase != "Reconciling" and nxt == "Reconciling")
             if immediate or self.step_ready(key):
                 if phase == "Ready" and rerun:
                     self.module_rerun.pop(name, None)
@@ -1021,7 +1082,8 @@ class Simulator:
                 self._delete_source(ms)
                 continue
             st = self.source_state.setdefault(name, {"gen": None, "last": 0.0})
-            interval = parse_duration((ms.get("spec") or {}).get("scanInterval"), 180.0)
+            # released: spec.scanInterval is used only when it is longer than 3 minutes
+            interval = max(180.0, parse_duration((ms.get("spec") or {}).get("scanInterval"), 180.0))
             gen = md(ms).get("generation")
             due = (st["gen"] != gen or name in self.force_sync or now - st["last"] >= interval
                    or not (ms.get("status") or {}).get("syncTime"))
@@ -1065,8 +1127,15 @@ class Simulator:
         repo = (spec.get("registry") or {}).get("repo") or ""
         checksum = json.dumps(spec.get("registry") or {}, sort_keys=True)
         reg_sum = hashlib.md5(checksum.encode()).hexdigest()
-        if anns(ms).get(c.ANN_REGISTRY_CHECKSUM) != reg_sum:
+        old_sum = anns(ms).get(c.ANN_REGISTRY_CHECKSUM)
+        if old_sum != reg_sum:
             self.w_patch(MODULE_SOURCE, name, {"metadata": {"annotations": {c.ANN_REGISTRY_CHECKSUM: reg_sum}}})
+            if old_sum:
+                # the registry changed: Deployed releases of this source are pulled again
+                for r in self.c(MODULE_RELEASE).list():
+                    if labels(r).get(c.L_SOURCE) == name and rel.release_phase(r) == "Deployed":
+                        self.w_patch(MODULE_RELEASE, md(r)["name"], {"metadata": {"annotations": {
+                            c.ANN_REGISTRY_SPEC_CHANGED: now_rfc3339()}}})
         mods = self.cat.repo_modules(repo)
         st = ms.get("status") or {}
         if mods is None:
@@ -1088,7 +1157,9 @@ class Simulator:
             if mname == "modules" or len(mname) > 64:
                 continue
             policy = self.module_policy(mname) or self.embedded_policy()
-            entry = {"name": mname, "policy": policy.name}
+            entry = {"name": mname}
+            if policy.name:  # omitted for the embedded policy (deckhouse ModuleConfig's update settings)
+                entry["policy"] = policy.name
             mod = self._ensure_external_module(mname, name, policy.channel)
             if self.mpo(mname) is not None:
                 entry["overridden"] = True
@@ -1180,11 +1251,11 @@ class Simulator:
             if rel.release_phase(r) != "Terminating":
                 self.w_patch(MODULE_RELEASE, name, {"status": {"phase": "Terminating"}}, status=True)
             fins = md(r).get("finalizers") or []
-            if c.MR_FINALIZER in fins:
+            if any(f in fins for f in RELEASE_FINALIZERS):
                 if rel.release_phase(r) == "Deployed":
                     self.module_rerun[module] = "Reconciling"
                 self.w_patch(MODULE_RELEASE, name, {"metadata": {
-                    "finalizers": [f for f in fins if f != c.MR_FINALIZER] or None}})
+                    "finalizers": [f for f in fins if f not in RELEASE_FINALIZERS] or None}})
             return
         if c.L_MODULE not in labels(r):
             self.w_patch(MODULE_RELEASE, name, {"metadata": {"labels": {c.L_MODULE: module}}})
@@ -1212,17 +1283,20 @@ class Simulator:
                 return
             self.w_patch(MODULE_RELEASE, name, {"metadata": {"annotations": {
                 c.ANN_REINSTALL: None, c.ANN_APPLY_NOW: None, c.ANN_FORCE: None,
-                c.ANN_IS_UPDATING: "true", c.ANN_NOTIFIED: "false"}}})
+                c.ANN_IS_UPDATING: "true", c.ANN_NOTIFIED: "true"}}})
             self.module_rerun[module] = "Installing"
             self.enqueue("ModuleRun", MAIN, module)
+            self.self_restart(f"reinstall of {name}")
             return
         meta_patch: dict = {}
-        if c.ANN_REGISTRY_SPEC_CHANGED in a:
+        if c.ANN_REGISTRY_SPEC_CHANGED in a and self.step_ready(("registry-spec-changed", name)):
+            # the module is pulled again from the new registry, then the mark goes
             meta_patch.setdefault("annotations", {})[c.ANN_REGISTRY_SPEC_CHANGED] = None
             self.module_rerun[module] = "Reconciling"
         fins = md(r).get("finalizers") or []
-        if c.MR_FINALIZER not in fins:
-            meta_patch["finalizers"] = fins + [c.MR_FINALIZER]
+        missing = [f for f in RELEASE_FINALIZERS if f not in fins]
+        if missing:
+            meta_patch["finalizers"] = fins + missing
             meta_patch["resourceVersion"] = md(r).get("resourceVersion")
         if labels(r).get(c.L_STATUS) != "deployed":
             meta_patch.setdefault("labels", {})[c.L_STATUS] = "deployed"
@@ -1312,19 +1386,24 @@ class Simulator:
             self._set_release_status(dep, "Superseded", "")
             self.w_patch(MODULE_RELEASE, md(dep)["name"], {"metadata": {"labels": {c.L_STATUS: "superseded"}}})
         fins = md(r).get("finalizers") or []
-        meta = {"annotations": {c.ANN_IS_UPDATING: "true", c.ANN_NOTIFIED: "false", c.ANN_APPLY_NOW: None,
-                                c.ANN_FORCE: None, c.ANN_FORCE_OLD: None},
+        # released 1.74-1.76: notified "true"; of the two force keys only modules.deckhouse.io/force goes
+        meta = {"annotations": {c.ANN_IS_UPDATING: "true", c.ANN_NOTIFIED: "true", c.ANN_APPLY_NOW: None,
+                                c.ANN_FORCE: None, c.ANN_REINSTALL: None},
                 "labels": {c.L_STATUS: "deployed"}}
-        if c.MR_FINALIZER not in fins:
-            meta["finalizers"] = fins + [c.MR_FINALIZER]
+        missing = [f for f in RELEASE_FINALIZERS if f not in fins]
+        if missing:
+            meta["finalizers"] = fins + missing
         self.w_patch(MODULE_RELEASE, name, {"metadata": meta})
-        size = 1024 * (500 + hash(name) % 4000)
-        self._set_release_status(r, "Deployed", "", {"size": size, "pullDuration": f"{self.step_delay:.3f}s"})
+        extra = None
+        if self.f.release_size_and_duration:  # not written any more in 1.76
+            extra = {"size": 1024 * (500 + hash(name) % 4000), "pullDuration": f"{self.step_delay:.3f}s"}
+        self._set_release_status(r, "Deployed", "", extra)
         mod = self.c(MODULE).get(module) or {}
         if (mod.get("status") or {}).get("phase") == "Ready":
             self.module_rerun[module] = "Reconciling"
         self.enqueue("ModuleRun", MAIN, module)
         log.info("deployed %s", name)
+        self.self_restart(f"deploy of {name}")
 
     # ---------------------------------------------------------------- module pull overrides
     def r_mpos(self) -> None:
@@ -1391,27 +1470,30 @@ class Simulator:
             return
         tag = spec.get("imageTag") or ""
         st = o.get("status") or {}
-        renew = c.ANN_RENEW in anns(o)
-        deployed = self.mpo_deployed.get(name)
-        if deployed is None and st.get("message") == c.MPO_READY and st.get("imageDigest"):
-            deployed = self.mpo_deployed[name] = (tag, st["imageDigest"])  # adopted after a restart
-        if deployed is not None and deployed[0] == tag and not renew and st.get("message") == c.MPO_READY:
-            interval = parse_duration(spec.get("scanInterval"), 15.0)
-            self.schedule(time.monotonic() + interval)
+        digest = self.cat.tag_digest(repo, name, tag)
+        if st.get("imageDigest") == digest:
+            # override/controller.go: the registry digest equals status.imageDigest -> message
+            # Ready and return: no redeploy, updatedAt unchanged, a `renew` annotation stays
+            self.mpo_deployed[name] = (tag, digest)
+            if st.get("message") != c.MPO_READY:
+                self.w_patch(MODULE_PULL_OVERRIDE, name, {"status": {"message": c.MPO_READY}}, status=True)
+            self.schedule(time.monotonic() + max(1.0, parse_duration(spec.get("scanInterval"), 15.0)))
             return
-        if not self.step_ready(("mpo", name, tag, renew)):
+        # a new digest (first pull, a new imageTag, or the tag moved): pull, deploy, restart
+        if not self.step_ready(("mpo", name, tag, digest)):
             return
-        digest = "sha256:" + Catalogue.digest(repo, name, tag, str(time.time_ns()))
-        weight = (self.registry_meta(name, source) or {}).get("weight", 900)
-        self.w_patch(MODULE_PULL_OVERRIDE, name, {"status": {"message": c.MPO_READY, "imageDigest": digest,
-                                                             "updatedAt": now_rfc3339(), "weight": weight}},
-                     status=True)
-        self.w_patch(MODULE_PULL_OVERRIDE, name, {"metadata": {"annotations": {
-            c.ANN_RENEW: None, c.ANN_DEPLOYED_ON: MASTERS[0]}}})
+        status = {"message": c.MPO_READY, "imageDigest": digest, "updatedAt": now_rfc3339()}
+        ann = {c.ANN_RENEW: None}
+        if self.f.mpo_weight_and_deployed_on:  # 1.75; 1.76 writes neither
+            status["weight"] = (self.registry_meta(name, source) or {}).get("weight", 900)
+            ann[c.ANN_DEPLOYED_ON] = MASTERS[0]
+        self.w_patch(MODULE_PULL_OVERRIDE, name, {"status": status}, status=True)
+        self.w_patch(MODULE_PULL_OVERRIDE, name, {"metadata": {"annotations": ann}})
         self.mpo_deployed[name] = (tag, digest)
         if (mod.get("status") or {}).get("phase") == "Ready":
             self.module_rerun[name] = "Reconciling"
         self.enqueue("ModuleRun", MAIN, name)
+        self.self_restart(f"ModulePullOverride {name} deployed {digest[:19]}")
 
     # ---------------------------------------------------------------- registry
     def _registry_secret_manifest(self, mode: str, target: str, h: str, conds: list[dict], p: dict) -> dict:
@@ -1429,6 +1511,42 @@ class Simulator:
                 "conditions": b64(regmod.dump_conditions(conds)),
                 "state": b64(regmod.fake_state(mode, target, p, conds))}
 
+    def _registry_config(self, settings: dict | None) -> int:
+        """Render Secret d8-system/registry-config from ModuleConfig deckhouse and return its
+        generation (bumped on every change of the rendered config)."""
+        want = b64(json.dumps(settings or {}, sort_keys=True))
+        sec = self.c(SECRET).get(c.REGISTRY_CONFIG_SECRET, c.NS)
+        if sec is None:
+            out = self.w_create(SECRET, {
+                "metadata": {"name": c.REGISTRY_CONFIG_SECRET, "namespace": c.NS,
+                             "labels": {"heritage": "deckhouse", "module": "registry"},
+                             "annotations": {c.ANN_REGISTRY_CONFIG_GENERATION: "1"}},
+                "data": {"config": want}})
+            return 1 if out is not None else 0
+        gen = self._secret_generation(sec)
+        if (sec.get("data") or {}).get("config") != want:
+            gen += 1
+            self.w_patch(SECRET, c.REGISTRY_CONFIG_SECRET, {
+                "metadata": {"annotations": {c.ANN_REGISTRY_CONFIG_GENERATION: str(gen)}},
+                "data": {"config": want}}, c.NS)
+        return gen
+
+    @staticmethod
+    def _secret_generation(sec: dict) -> int:
+        try:
+            return int(anns(sec).get(c.ANN_REGISTRY_CONFIG_GENERATION) or md(sec).get("generation") or 0)
+        except ValueError:
+            return 0
+
+    def _registry_hash(self, p: dict) -> str:
+        """registry-state hash: all orchestrator inputs (nodes, pods, ...), not only the settings,
+        so it also moves on unrelated events (and on `registry-hash-bump`)."""
+        nodes = sorted((md(n).get("name"), bool((n.get("spec") or {}).get("unschedulable")))
+                       for n in self.c(NODE).list())
+        nodes.append(("not-ready", tuple(self.nodes_not_ready())))
+        pods = sorted(md(x).get("name") for x in self.leader_pods())
+        return regmod.config_hash({"params": p, "nodes": nodes, "pods": pods, "salt": self.registry_salt})
+
     def r_registry(self) -> None:
         sec = self.c(SECRET).get("registry-state", c.NS)
         if not self.module_enabled(c.REGISTRY):
@@ -1439,20 +1557,19 @@ class Simulator:
         dmc = self.mc(c.DECKHOUSE) or {}
         settings = ((dmc.get("spec") or {}).get("settings") or {}).get("registry")
         p = regmod.params(settings)
-        h = regmod.config_hash(p)
-        gen = md(dmc).get("generation") or 0
+        gen = self._registry_config(settings)
+        h = self._registry_hash(p)
         if sec is None:
             p0 = regmod.params(None)
             conds = regmod.set_condition([], c.RC_READY, "True", "", "", gen)
-            self.w_create(SECRET, self._registry_secret_manifest("Unmanaged", "Unmanaged", regmod.config_hash(p0),
-                                                                 conds, p0))
+            self.w_create(SECRET, self._registry_secret_manifest("Unmanaged", "Unmanaged", h, conds, p0))
             return
         data = sec.get("data") or {}
         mode = unb64(data.get("mode")) or "Unmanaged"
         target = unb64(data.get("target_mode")) or mode
         conds = regmod.load_conditions(unb64(data.get("conditions")))
-        cur_hash = anns(sec).get(c.ANN_REGISTRY_CONFIG_HASH, "")
-        if cur_hash != h:
+        if p["mode"] != target:
+            # a new target mode: the only event that clears the conditions
             target = p["mode"]
             self.enqueue("ModuleHookRun", "/modules/registry/orchestrator", "registry:orchestrator")
             err = regmod.transition_error(mode, target, p["configurable"])
@@ -1465,17 +1582,22 @@ class Simulator:
             return
         if regmod.condition(conds, c.RC_ERR_TRANSITION):
             return
-        if mode == target and conds and all(x.get("status") == "True" or x.get("type") in self.holds for x in conds):
+
+        def done(ctype: str) -> bool:
+            x = regmod.condition(conds, ctype) or {}
+            return x.get("status") == "True" and int(x.get("observedGeneration") or 0) >= gen
+
+        if mode == target and conds and all(done(x["type"]) or x.get("type") in self.holds for x in conds):
             # steady: a hold forces an existing condition False until it is released
             new = conds
             for x in conds:
                 if x.get("type") in self.holds:
                     new = regmod.set_condition(new, x["type"], "False", c.RR_PROCESSING, self.holds[x["type"]], gen)
-            if new != conds:
+            if new != conds or anns(sec).get(c.ANN_REGISTRY_CONFIG_HASH) != h:
                 self._write_registry(sec, mode, target, h, new, p)
             return
         seq = regmod.sequence(mode, target, p["configurable"])
-        step = next((s for s in seq if (regmod.condition(conds, s) or {}).get("status") != "True"), None)
+        step = next((s for s in seq if not done(s)), None)
         masters = sorted(n for n in MASTERS)
         nodes = len(self.c(NODE).list()) or 5
         if step is None:
@@ -1485,14 +1607,18 @@ class Simulator:
                 if new != conds:
                     self._write_registry(sec, mode, target, h, new, p)
                 return
-            if not self.step_ready(("registry", h, "Ready")):
+            if not self.step_ready(("registry", gen, target, "Ready")):
                 return
             conds = regmod.set_condition(conds, c.RC_READY, "True", "", "", gen)
             self._write_registry(sec, target, target, h, conds, p)
             self.enqueue("ModuleRun", MAIN, "registry")
             return
         cur = regmod.condition(conds, step)
-        if cur is None:
+        if cur is None or cur.get("status") == "True":
+            # start this step; one left True by an earlier generation (a same-mode parameter
+            # change) stays stale for one more step first, as the orchestrator is that slow
+            if cur is not None and not self.step_ready(("registry-stale", gen, target, step)):
+                return
             conds = regmod.set_condition(conds, step, "False", c.RR_PROCESSING,
                                          regmod.processing_message(step, p, nodes, masters), gen)
             conds = regmod.set_condition(conds, c.RC_READY, "False", c.RR_PROCESSING, f"Transitioning to {target}", gen)
@@ -1505,17 +1631,16 @@ class Simulator:
                 self._write_registry(sec, mode, target, h, new, p)
             self.schedule(time.monotonic() + 1.0)
             return
-        if not self.step_ready(("registry", h, step)):
+        if not self.step_ready(("registry", gen, target, step)):
             return
         if step == c.RC_SWITCH:
-            self._deckhouse_registry_switch(p, target)
-            if mode == "Unmanaged" and target != "Unmanaged":
-                self.restart_deckhouse(self.restart_duration)
+            if self._deckhouse_registry_switch(p, target):
+                self.self_restart(f"registry switch to {target}")
             else:
                 self.blip_until = time.monotonic() + self.restart_duration / 2
-                self.enqueue_startup()
         if step == c.RC_IMAGES:
-            conds = regmod.set_condition(conds, step, "True", c.RR_READY, regmod.images_checked_message(p), gen)
+            conds = regmod.set_condition(conds, step, "True", c.RR_READY,
+                                         regmod.images_checked_message(p, masters), gen)
         else:
             conds = regmod.set_condition(conds, step, "True", "", "", gen)
         conds = regmod.set_condition(conds, c.RC_READY, "False", c.RR_PROCESSING, f"Transitioning to {target}", gen)
@@ -1525,10 +1650,12 @@ class Simulator:
         if step in self.holds:
             return self.holds[step]
         if step == c.RC_IMAGES:
+            if self.image_check_error == DEFAULT_IMAGE_ERROR:
+                return regmod.images_error_message(p, sorted(MASTERS))
             if self.image_check_error:
                 return self.image_check_error
             if p["mode"] == "Local" and not self.local_pushed:
-                return regmod.local_waiting_message()
+                return regmod.local_waiting_message(sorted(MASTERS))
         if step in (c.RC_TRANSITION, c.RC_FINAL):
             bad = self.nodes_not_ready()
             if bad:
@@ -1546,7 +1673,8 @@ class Simulator:
             "metadata": {"annotations": {c.ANN_REGISTRY_CONFIG_HASH: h}},
             "data": self._registry_data(mode, target, h, conds, p)}, c.NS)
 
-    def _deckhouse_registry_switch(self, p: dict, target: str) -> None:
+    def _deckhouse_registry_switch(self, p: dict, target: str) -> bool:
+        """Point Secret deckhouse-registry at the new registry; True when its data changed."""
         if target in ("Direct", "Proxy", "Local"):
             address, path = regmod.IN_CLUSTER_ADDRESS, "/system/deckhouse"
             scheme = "https"
@@ -1556,9 +1684,26 @@ class Simulator:
             path = "/" + rest if rest else ""
             scheme = (p.get("scheme") or "HTTPS").lower()
         want = self._deckhouse_registry_secret(address, path, scheme)
+        cur = self.c(SECRET).get("deckhouse-registry", c.NS)
+        if cur is not None and (cur.get("data") or {}) == want["data"]:
+            return False
         self.w_patch(SECRET, "deckhouse-registry", {"data": want["data"]}, c.NS)
+        return True  # the deckhouse pod rolls: Deckhouse restarts
 
     # ================================================================ deckhouse restarts / debug API
+    def deckhouse_down(self) -> bool:
+        """True while Deckhouse restarts: webhooks refuse, debug API silent, controllers idle."""
+        return time.monotonic() < self.restart_until
+
+    def self_restart(self, reason: str) -> None:
+        """deckhouse-controller re-execs after a release/override deploy or a registry switch
+        (releaseWasProcessed -> SIGUSR2). restart_duration <= 0 turns this off."""
+        if self.restart_duration <= 0:
+            return
+        log.info("Deckhouse restarts itself (%s) for %.1f s", reason, self.restart_duration)
+        self.last_restart_reason = reason
+        self.restart_deckhouse(self.restart_duration)
+
     def restart_deckhouse(self, duration: float | None = None, error: str = "drop") -> dict:
         """Replace the leader pod; meanwhile the debug API drops connections (or answers 503)."""
         if error not in ("drop", "503"):
@@ -1577,6 +1722,7 @@ class Simulator:
             self.c(POD).forget(name, c.NS)
         self.queue.clear()
         self.startup_fill_pending = True  # the new Deckhouse fills its queue when it starts
+        self.restarts += 1
         self.schedule(self.leader_recreate_at)
         self.kick()
         return {"deleted": old, "restart_seconds": duration, "error": error}
@@ -1611,9 +1757,36 @@ class Simulator:
         r = validation.review(op, req.get("object"), req.get("oldObject"), _Lookups(self))
         resp = {"uid": req.get("uid", ""), "allowed": r.allowed}
         if not r.allowed:
-            resp["status"] = {"status": "Failure", "message": r.message}
+            resp["status"] = self._denial_status(r.message)
         if r.warnings:
             resp["warnings"] = r.warnings
+        return {"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"), "kind": "AdmissionReview",
+                "response": resp}
+
+    def _denial_status(self, message: str) -> dict:
+        """1.76 remaps every ModuleConfig denial to 422 Invalid with one cause per line
+        (response_remapper.go); 1.75 sends the plain denial (the apiserver makes it 403)."""
+        if not self.f.webhook_422:
+            return {"status": "Failure", "message": message}
+        causes = [{"message": ln} for ln in message.splitlines() if ln.strip()] or [{"message": message}]
+        return {"status": "Failure", "message": message, "reason": "Invalid", "code": 422,
+                "details": {"causes": causes}}
+
+    def handle_update_policy_admission(self, review: dict) -> dict:
+        """update-policies webhook: a policy that a ModuleConfig names cannot be deleted."""
+        req = review.get("request") or {}
+        resp = {"uid": req.get("uid", ""), "allowed": True}
+        if req.get("operation") == "DELETE":
+            name = ((req.get("oldObject") or {}).get("metadata") or {}).get("name") or req.get("name", "")
+            try:
+                mcs = self.kube.list(MODULE_CONFIG, timeout=5)[0]
+            except Exception:
+                mcs = self.c(MODULE_CONFIG).list()
+            users = sorted(md(m)["name"] for m in mcs if ((m.get("spec") or {}).get("updatePolicy") or "") == name)
+            if users:
+                resp["allowed"] = False
+                resp["status"] = {"status": "Failure",
+                                  "message": f"the '{name}' update policy is used by the '{users[0]}' module config"}
         return {"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"), "kind": "AdmissionReview",
                 "response": resp}
 
@@ -1629,6 +1802,12 @@ class Simulator:
             "image_check_error": self.image_check_error,
             "local_images_pushed": self.local_pushed,
             "restarting": self.debug_availability() != "ok",
+            "deckhouse_down": self.deckhouse_down(),
+            "restarts": self.restarts,
+            "last_restart_reason": self.last_restart_reason,
+            "restart_seconds": self.restart_duration,
+            "dkp_version": self.opts.dkp_version,
+            "module_errors": {k: v[0] for k, v in self.module_errors.items()},
             "leader_pods": [md(p)["name"] for p in self.leader_pods()] if self.inf else [],
             "queue_tasks": self.queue.total(),
             "registry_mode": unb64(((sec or {}).get("data") or {}).get("mode")) if sec else None,
@@ -1735,9 +1914,11 @@ class Simulator:
             self.c(NODE).upsert(out)
         return {"restored": names}
 
-    def c_image_check_fail(self, message: str = "registry.deckhouse.io: 3 of 157 items are not found") -> dict:
-        self.image_check_error = message
-        return {"image_check_error": message}
+    def c_image_check_fail(self, message: str | None = None) -> dict:
+        """The images check reports missing images: `message` as given, or by default the
+        checker's own format (`Mode:` line, per-registry counts, `- source/image/error` items)."""
+        self.image_check_error = message or DEFAULT_IMAGE_ERROR
+        return {"image_check_error": self.image_check_error}
 
     def c_image_check_ok(self) -> dict:
         self.image_check_error = None
@@ -1776,6 +1957,61 @@ class Simulator:
         return {"repo": Catalogue.norm_repo(repo), "module": module, "version": str(Version.parse(version)),
                 "channels": channels or list(c.RELEASE_CHANNELS)}
 
+    def c_module_error(self, module: str, message: str = "hook failed", duration: float = 0,
+                       clear: bool = False) -> dict:
+        """Module `module` holds a last hook error: phase Error, IsReady=False reason HookError
+        with `message`, for `duration` seconds (0 = until cleared with clear=true or
+        module-error-clear). A failing ModuleRun task sits in the main queue meanwhile."""
+        if clear:
+            return self.c_module_error_clear(module)
+        if self.c(MODULE).get(module) is None and module not in self.cat.embedded:
+            raise ValueError(f"module {module} not found")
+        duration = float(duration or 0)
+        until = time.monotonic() + duration if duration > 0 else None
+        self.module_errors[module] = (str(message), until)
+        self.queue.add("ModuleRun", MAIN, module, fail=True, error=str(message), failures=1)
+        return {"module": module, "message": message, "duration": duration}
+
+    def c_module_error_clear(self, module: str | None = None) -> dict:
+        names = [module] if module else list(self.module_errors)
+        for n in names:
+            self.module_errors.pop(n, None)
+        # the failing task succeeds on its next try
+        with self.queue.lock:
+            for q in self.queue.queues.values():
+                for t in q:
+                    if t.fail and t.type == "ModuleRun" and (t.meta == module or (module is None and t.error)):
+                        t.fail = False
+        return {"cleared": names}
+
+    def c_publish_digest(self, module: str, source: str | None = None, tag: str | None = None) -> dict:
+        """Push a new image under `tag` of `module` in ModuleSource `source`'s registry: the tag
+        moves to a new digest (a ModulePullOverride of that tag redeploys on its next check)."""
+        src = source or (((self.c(MODULE).get(module) or {}).get("properties") or {}).get("source")) \
+            or c.DECKHOUSE_SOURCE
+        repo = self.source_repo(src)
+        if repo is None:
+            raise ValueError(f"ModuleSource {src} not found")
+        if tag is None:
+            tag = ((self.mpo(module) or {}).get("spec") or {}).get("imageTag")
+        if not tag:
+            raise ValueError("tag is required (no ModulePullOverride names one)")
+        old = self.cat.tag_digest(repo, module, tag)
+        new = self.cat.publish_digest(repo, module, tag, str(time.time_ns()))
+        return {"module": module, "source": src, "tag": tag, "old_digest": old, "digest": new}
+
+    def c_registry_hash_bump(self) -> dict:
+        """An unrelated orchestrator input changed (a pod, a node): registry-state `hash` moves
+        although nothing about the registry did."""
+        self.registry_salt += 1
+        return {"salt": self.registry_salt}
+
+    def c_restart_seconds(self, seconds: float) -> dict:
+        """How long each Deckhouse self-restart lasts from now on (0 = no restarts); kept by reset."""
+        self.restart_duration = float(seconds)
+        self.opts.restart_duration = self.restart_duration
+        return {"restart_seconds": self.restart_duration}
+
     def c_sync_sources(self) -> dict:
         names = [md(ms)["name"] for ms in self.c(MODULE_SOURCE).list()]
         self.force_sync.update(names)
@@ -1790,6 +2026,8 @@ class Simulator:
         """Back to the state of a fresh simulator (test isolation)."""
         with self.lock:
             self.paused = True
+            self.restart_until = 0.0  # Deckhouse is up: its webhooks answer the reset's writes
+            self.blip_until = 0.0
             try:
                 old_state = self.c(SECRET).get("registry-state", c.NS)
                 self._reset_cluster(timeout)
@@ -1838,7 +2076,8 @@ class Simulator:
         # facts, so make them permissive while spec.settings.registry is put back.
         try:
             self.kube.patch(CONFIG_MAP, c.CLUSTER_FACTS, {"data": {
-                "registryModuleEnabled": "true", "clusterBootstrapped": "true", "clusterType": "Static"}}, c.NS)
+                "registryModuleEnabled": "true", "clusterBootstrapped": "true", "clusterType": "Static",
+                "registryMode": None}}, c.NS)
         except ApiError as e:
             log.warning("reset: cluster facts: %s", e)
         for name, spec in ((c.GLOBAL, {"version": 2, "settings": copy.deepcopy(INITIAL_GLOBAL_SETTINGS)}),
@@ -1884,6 +2123,8 @@ class Simulator:
             except ApiError as e:
                 log.warning("reset: delete ModuleConfig %s: %s", name, e)
             self._clear_finalizers(MODULE_CONFIG, name)
+        # the update-policies webhook refuses deleting a policy that a ModuleConfig still names
+        self._wait_gone(MODULE_CONFIG, timeout, keep=tuple(keep_mcs))
         self._delete_all(MODULE_UPDATE_POLICY)
         self._delete_all(MODULE_SOURCE, keep=(c.DECKHOUSE_SOURCE,))
         ms = self.kube.get(MODULE_SOURCE, c.DECKHOUSE_SOURCE)
@@ -2011,3 +2252,17 @@ class _Lookups(validation.Lookups):
     def exclusive_group_members(self, group):
         out = [n for n, d in self.sim.cat.embedded.items() if d.get("exclusiveGroup") == group]
         return out
+
+    def bundle_enabled(self, name):
+        return bool((self.sim.cat.embedded.get(name) or {}).get("enabledByDefault"))
+
+    def parent_of(self, name):
+        meta = self.sim.cat.embedded.get(name) or self.sim.cat.any_registry_meta(name) or {}
+        return meta.get("parent") or ""
+
+    def module_deployed(self, name):
+        if not self.sim.module_enabled(name):
+            return False
+        if name in self.sim.cat.embedded:
+            return True
+        return self.sim.deployed_release(name) is not None or self.sim.mpo(name) is not None

@@ -45,20 +45,25 @@ def transition_error(mode: str, target: str, configurable: bool) -> str | None:
 
 
 def sequence(mode: str, target: str, configurable: bool) -> list[str]:
-    """Condition types the orchestrator walks, in order, before Ready."""
+    """Condition types the orchestrator walks, in order, before Ready (released step orders,
+    modules/038-registry/hooks/orchestrator)."""
     if target == "Direct":
         return [c.RC_IMAGES, c.RC_PREFLIGHT, c.RC_TRANSITION, c.RC_INCLUSTER_PROXY, c.RC_SWITCH, c.RC_FINAL,
                 c.RC_CLEANUP_NODE_SERVICES]
-    if target in ("Proxy", "Local"):
-        return [c.RC_IMAGES, c.RC_PREFLIGHT, c.RC_TRANSITION, c.RC_NODE_SERVICES, c.RC_SWITCH, c.RC_FINAL,
+    if target == "Proxy":
+        return [c.RC_IMAGES, c.RC_PREFLIGHT, c.RC_NODE_SERVICES, c.RC_TRANSITION, c.RC_SWITCH, c.RC_FINAL,
+                c.RC_CLEANUP_INCLUSTER_PROXY]
+    if target == "Local":
+        # the images are checked only once the node services run, against the per-node registries
+        return [c.RC_PREFLIGHT, c.RC_NODE_SERVICES, c.RC_IMAGES, c.RC_TRANSITION, c.RC_SWITCH, c.RC_FINAL,
                 c.RC_CLEANUP_INCLUSTER_PROXY]
     if configurable:
         return [c.RC_IMAGES, c.RC_PREFLIGHT, c.RC_TRANSITION, c.RC_SWITCH, c.RC_FINAL,
-                c.RC_CLEANUP_INCLUSTER_PROXY, c.RC_CLEANUP_NODE_SERVICES]
+                c.RC_CLEANUP_NODE_SERVICES, c.RC_CLEANUP_INCLUSTER_PROXY]
     if mode in ("Direct", "Proxy"):
-        return [c.RC_IMAGES, c.RC_TRANSITION, c.RC_SWITCH, c.RC_FINAL, c.RC_CLEANUP_INCLUSTER_PROXY,
-                c.RC_CLEANUP_NODE_SERVICES]
-    return [c.RC_FINAL, c.RC_CLEANUP_INCLUSTER_PROXY]
+        return [c.RC_IMAGES, c.RC_TRANSITION, c.RC_SWITCH, c.RC_FINAL, c.RC_CLEANUP_NODE_SERVICES,
+                c.RC_CLEANUP_INCLUSTER_PROXY]
+    return [c.RC_FINAL, c.RC_CLEANUP_NODE_SERVICES, c.RC_CLEANUP_INCLUSTER_PROXY]
 
 
 def registry_host(p: dict) -> str:
@@ -66,15 +71,38 @@ def registry_host(p: dict) -> str:
     return repo.split("/", 1)[0]
 
 
-def images_checked_message(p: dict, items: int = 157) -> str:
+def checker_registries(p: dict, nodes: list[str] | None = None) -> list[str]:
+    """What the checker reports on: the upstream registry, or in Local mode each node's registry
+    (named by the node)."""
     if p["mode"] == "Local":
-        return f"Mode: {p.get('checkMode', 'Default')}\n{IN_CLUSTER_ADDRESS}: all {items} items are checked"
-    return f"{registry_host(p)}: all {items} items are checked"
+        return list(nodes or ["master-0"])
+    return [registry_host(p)]
 
 
-def local_waiting_message(items: int = 157) -> str:
-    return (f"Mode: Default\n{IN_CLUSTER_ADDRESS}: 0 of {items} items are checked, {items} items are missing "
-            f"(push the platform images with `d8 mirror push`)")
+def images_checked_message(p: dict, nodes: list[str] | None = None, items: int = 157) -> str:
+    """checker/models.go: a `Mode:` line, then one line per registry."""
+    lines = [f"Mode: {p.get('checkMode') or 'Default'}"]
+    lines += [f"{name}: all {items} items are checked" for name in checker_registries(p, nodes)]
+    return "\n".join(lines)
+
+
+def images_error_message(p: dict, nodes: list[str] | None = None, items: int = 157, errors: int = 3,
+                         error: str = "MANIFEST_UNKNOWN: manifest unknown") -> str:
+    lines = [f"Mode: {p.get('checkMode') or 'Default'}"]
+    for name in checker_registries(p, nodes):
+        lines.append(f"{name}: {items} of {items} items processed, {errors} items with errors:")
+        lines += [f"- deckhouse/{img}/{error}" for img in ("controller", "install", "dhctl")[:errors]]
+    return "\n".join(lines)
+
+
+def local_waiting_message(nodes: list[str] | None = None, items: int = 157) -> str:
+    """Local mode before `d8 mirror push`: every node registry lacks every image."""
+    lines = ["Mode: Default"]
+    for name in nodes or ["master-0"]:
+        lines.append(f"{name}: {items} of {items} items processed, {items} items with errors:")
+        lines.append(f"- deckhouse/controller/MANIFEST_UNKNOWN: manifest unknown (push the platform images "
+                     f"with `d8 mirror push` to {name})")
+    return "\n".join(lines)
 
 
 def processing_message(step: str, p: dict, nodes: int, masters: list[str]) -> str:

@@ -85,6 +85,7 @@ class WebhookServer:
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.url = f"https://127.0.0.1:{self.port}{consts.WEBHOOK_PATH}"
+        self.up_url = f"https://127.0.0.1:{self.port}{consts.UP_WEBHOOK_PATH}"
 
     def _handler(self):
         sim = self.sim
@@ -99,12 +100,24 @@ class WebhookServer:
                 path = urllib.parse.urlparse(self.path).path
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b"{}"
-                if path != consts.WEBHOOK_PATH:
+                if path not in (consts.WEBHOOK_PATH, consts.UP_WEBHOOK_PATH):
                     self._send(404, {"error": "not found"})
+                    return
+                if sim.deckhouse_down():
+                    # Deckhouse is restarting: nobody answers, the apiserver reports
+                    # `failed calling webhook` (failurePolicy Fail)
+                    self.close_connection = True
+                    try:
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
                     return
                 try:
                     review = json.loads(raw)
-                    resp = sim.handle_admission(review)
+                    if path == consts.UP_WEBHOOK_PATH:
+                        resp = sim.handle_update_policy_admission(review)
+                    else:
+                        resp = sim.handle_admission(review)
                     self._send(200, resp)
                 except Exception as e:  # pragma: no cover - reported to the apiserver as an error
                     log.exception("webhook failed")

@@ -87,15 +87,21 @@ def _int_version(spec: dict) -> int:
         return 0
 
 
+def settings_of(spec: dict):
+    """spec.settings, with `settings: {}` counting as no settings (released webhook)."""
+    settings = spec.get("settings")
+    return None if settings == {} else settings
+
+
 def has_settings(spec: dict) -> bool:
-    return spec.get("settings") is not None
+    return settings_of(spec) is not None
 
 
 def validate_config(name: str, spec: dict, versions: list[int], schema: dict | None) -> Result:
     """go_lib/configtools: validateCR + settings validation (skipped when enabled is false)."""
     res = Result()
     version = _int_version(spec)
-    settings = spec.get("settings")
+    settings = settings_of(spec)
     if version == 0:
         if settings is not None:
             res.error = "spec.version is required when spec.settings are specified"
@@ -121,7 +127,8 @@ def validate_config(name: str, spec: dict, versions: list[int], schema: dict | N
     errs = check_schema(schema, settings if isinstance(settings, dict) else (settings or {}), values_key(name))
     if errs:
         conv = f" converted to {latest}" if version != latest else ""
-        res.error = f"spec.settings are not valid (version {version}{conv}): {multierror(errs)}"
+        # configtools: "...(version N[ converted to M]): " + " validate config values: " + multierror
+        res.error = f"spec.settings are not valid (version {version}{conv}):  validate config values: {multierror(errs)}"
     return res
 
 
@@ -184,10 +191,26 @@ class Lookups:
     def allow_experimental(self) -> bool: ...
     def validate(self, name: str, spec: dict) -> Result: ...
     def exclusive_group_members(self, group: str) -> list[str]: ...
+    def bundle_enabled(self, name: str) -> bool: ...             # enabled by the bundle when spec.enabled is omitted
+    def parent_of(self, name: str) -> str: ...                   # parent module ("" = none)
+    def module_deployed(self, name: str) -> bool: ...
 
 
 def _is_enabled(spec: dict) -> bool:
     return spec.get("enabled") is True
+
+
+def _effective(spec: dict, lk: Lookups, name: str) -> bool:
+    """An omitted spec.enabled counts as the bundle default."""
+    v = spec.get("enabled")
+    return v if isinstance(v, bool) else bool(lk.bundle_enabled(name))
+
+
+def _parent_check(lk: Lookups, name: str) -> Review | None:
+    parent = lk.parent_of(name) if name != consts.GLOBAL else ""
+    if parent and not lk.module_deployed(parent):
+        return Review(False, f"'{parent}' is not deployed")
+    return None
 
 
 def _is_disabled(spec: dict) -> bool:
@@ -253,19 +276,25 @@ def review(operation: str, obj: dict | None, old: dict | None, lk: Lookups) -> R
             r = _confirmation(lk, name)
             if r:
                 return r
-        if _is_enabled(spec):
+        if _effective(spec, lk, name):
             r = _experimental_from_storage(lk, name, allow_exp) or _experimental_from_cr(lk, name, allow_exp, True)
+            if r:
+                return r
+            r = _parent_check(lk, name)
             if r:
                 return r
     else:
         old_spec = (old or {}).get("spec") or {}
         old_meta = (old or {}).get("metadata") or {}
-        new_enabled = _is_enabled(spec)
-        if not _is_enabled(old_spec) and new_enabled:
+        new_enabled = _effective(spec, lk, name)
+        if not _effective(old_spec, lk, name) and new_enabled:
             r = _experimental_from_storage(lk, name, allow_exp) or _experimental_from_cr(lk, name, allow_exp, False)
             if r:
                 return r
-        disabling = not new_enabled and (_is_enabled(old_spec) or lk.is_module_enabled(name))
+            r = _parent_check(lk, name)
+            if r:
+                return r
+        disabling = not new_enabled and (_effective(old_spec, lk, name) or lk.is_module_enabled(name))
         if disabling and not _allow_disable(meta) and not _allow_disable(old_meta):
             r = _confirmation(lk, name)
             if r:
@@ -296,7 +325,7 @@ def review(operation: str, obj: dict | None, old: dict | None, lk: Lookups) -> R
     if res.warning:
         warnings.append(res.warning)
     mod = lk.storage_module(name)
-    if mod and _is_enabled(spec) and mod.get("exclusiveGroup"):
+    if mod and _effective(spec, lk, name) and mod.get("exclusiveGroup"):
         group = mod["exclusiveGroup"]
         for other in lk.exclusive_group_members(group):
             if other != name and lk.is_module_enabled(other):

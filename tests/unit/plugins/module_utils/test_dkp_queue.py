@@ -9,7 +9,12 @@ import json
 import pytest
 
 from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_queue as q
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import (
+    AuthError,
+    DkpError,
+    ForbiddenError,
+    UnreachableError,
+)
 
 IDLE = {"active": [], "summary": {"mainQueueTasks": 0, "otherQueues": {"active": 0, "empty": 107, "tasks": 0},
                                   "totalTasks": 0}}
@@ -31,9 +36,11 @@ def test_parse_busy_queue_with_failures():
     out = q.parse_queue(json.dumps(BUSY))
     assert not out["empty"] and out["total_tasks"] == 3 and out["main_queue_tasks"] == 2
     assert [x["name"] for x in out["active_queues"]] == ["main", "/modules/registry"]
-    assert out["failing_tasks"] == [{"queue": "main", "index": 1,
-                                     "description": "ModuleRun:main:cert-manager:failures 3:hook failed: exit 1",
-                                     "failures": 3, "error": "hook failed: exit 1"}]
+    failing = out["failing_tasks"]
+    assert len(failing) == 1
+    assert {k: failing[0][k] for k in ("queue", "index", "description", "failures", "error", "type", "module")} == {
+        "queue": "main", "index": 1, "description": "ModuleRun:main:cert-manager:failures 3:hook failed: exit 1",
+        "failures": 3, "error": "hook failed: exit 1", "type": "ModuleRun", "module": "cert-manager"}
     assert "cert-manager" in q.describe_failing(out) and "3 failure(s)" in q.describe_failing(out)
     assert "3 task(s) in total" in q.describe_queue(out)
 
@@ -110,8 +117,74 @@ def test_read_queue_no_leader_fails_clearly():
 
 
 def test_read_queue_forbidden_fails_at_once():
-    c = FakeClient([[pod("deckhouse-0")]], [DkpError("Forbidden: cannot exec into pod d8-system/deckhouse-0.")])
+    c = FakeClient([[pod("deckhouse-0")]], [ForbiddenError(403, "Forbidden", "pods/exec is forbidden")])
     clock = Clock()
     with pytest.raises(DkpError, match="Forbidden"):
         q.read_queue(c, timeout=600, clock=clock, sleep=clock.sleep)
     assert clock.t == 0
+
+
+def test_forbidden_is_decided_by_type_not_text():
+    """A message that merely mentions 403 is retried; a typed refusal is not."""
+    c = FakeClient([[pod("deckhouse-0")]], [DkpError("exec failed: Handshake status 403 Forbidden"),
+                                            (0, json.dumps(IDLE), "")])
+    clock = Clock()
+    queue, _leader = q.read_queue(c, timeout=60, clock=clock, sleep=clock.sleep)
+    assert queue["empty"]
+    c = FakeClient([[pod("deckhouse-0")]], [AuthError(401, "Unauthorized", "no")])
+    with pytest.raises(AuthError, match="Unauthorized"):
+        q.read_queue(c, timeout=600, clock=Clock(), sleep=Clock().sleep)
+
+
+REAL = {"active": [
+    {"name": "main", "tasksCount": 3, "status": "sleep after fail for 10s", "tasks": [
+        {"index": 1, "description": "ModuleRun:main:cert-manager:doStartup:OnStartup:failures 2:hook "
+                                    "/modules/cert-manager/hooks/x failed: exit status 1"},
+        {"index": 2, "description": "ModuleRun:main:prometheus:doStartup:OnStartup"},
+        {"index": 3, "description": "ConvergeModules:main:ReloadAllModules"}]}],
+    "summary": {"mainQueueTasks": 3, "otherQueues": {"active": 0, "empty": 107, "tasks": 0}, "totalTasks": 3}}
+
+
+def test_parse_real_descriptions_and_backoff():
+    out = q.parse_queue(json.dumps(REAL))
+    t1, t2, t3 = out["active_queues"][0]["tasks"]
+    assert (t1["type"], t1["module"], t1["failures"]) == ("ModuleRun", "cert-manager", 2)
+    assert t1["event"] == "doStartup:OnStartup" and t1["error"].startswith("hook /modules/cert-manager")
+    assert (t2["module"], t2["event"], t2["failures"]) == ("prometheus", "doStartup:OnStartup", 0)
+    assert t3["type"] == "ConvergeModules"
+    assert out["active_queues"][0]["backoff_seconds"] == 10.0
+    assert out["startup_tasks"] == 2 and "startup task(s)" in q.describe_queue(out)
+    assert out["failing_tasks"][0]["backoff_seconds"] == 10.0
+    assert "retried every 10.0s" in q.describe_failing(out)
+
+
+def test_backoff_status_marks_the_head_task_failing():
+    doc = {"active": [{"name": "main", "tasksCount": 1, "status": "sleep after fail for 5s", "tasks": [
+        {"index": 1, "description": "ModuleRun:main:cert-manager:doStartup:OnStartup"}]}],
+        "summary": {"mainQueueTasks": 1, "otherQueues": {}, "totalTasks": 1}}
+    out = q.parse_queue(json.dumps(doc))
+    assert [t["module"] for t in out["failing_tasks"]] == ["cert-manager"]
+    assert q.backoff_seconds("sleep after fail for 500ms") == 0.5
+    assert q.backoff_seconds("run first task") is None
+
+
+def test_refused_debug_api_is_retried_with_backoff_then_says_restarting():
+    c = FakeClient([[pod("deckhouse-0")]], [(7, "", "")])
+    clock = Clock()
+    with pytest.raises(q.DeckhouseRestarting) as e:
+        q.read_queue(c, timeout=60, clock=clock, sleep=clock.sleep)
+    assert "Deckhouse is restarting" in e.value.msg and e.value.details["restarting"]
+    assert 3 <= len(c.execs) <= 12  # growing pauses, not one try per second
+
+
+def test_refused_debug_api_then_answer():
+    c = FakeClient([[pod("deckhouse-0")]], [(7, "", ""), (7, "", ""), (0, json.dumps(IDLE), "")])
+    clock = Clock()
+    queue, leader = q.read_queue(c, timeout=60, clock=clock, sleep=clock.sleep)
+    assert queue["empty"] and leader["name"] == "deckhouse-0"
+
+
+def test_unreachable_api_is_retried_within_the_timeout():
+    c = FakeClient([[pod("deckhouse-0")]], [UnreachableError("connection refused"), (0, json.dumps(IDLE), "")])
+    clock = Clock()
+    assert q.read_queue(c, timeout=60, clock=clock, sleep=clock.sleep)[0]["empty"]

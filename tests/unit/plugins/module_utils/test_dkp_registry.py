@@ -25,12 +25,12 @@ def b64(text):
     return base64.b64encode(text.encode()).decode()
 
 
-def secret(mode="Direct", target="Direct", hash_="h1", conditions=(), state=SECRET_MARKER):
+def secret(mode="Direct", target="Direct", hash_="h1", conditions=(), state=SECRET_MARKER, gen=1, rv="1"):
     conds = [dict(type=t, status=s, reason=rs, message=m, lastTransitionTime="2026-01-01T00:00:00Z",
-                  observedGeneration=1) for t, s, rs, m in conditions]
+                  **({"observedGeneration": gen} if gen is not None else {})) for t, s, rs, m in conditions]
     data = {"mode": b64(mode), "target_mode": b64(target), "hash": b64(hash_),
             "conditions": b64(yaml.safe_dump(conds)), "state": b64(state)}
-    return {"metadata": {"name": "registry-state", "namespace": "d8-system"}, "data": data}
+    return {"metadata": {"name": "registry-state", "namespace": "d8-system", "resourceVersion": rv}, "data": data}
 
 
 # -- settings ----------------------------------------------------------------------------------------
@@ -41,7 +41,7 @@ def test_build_settings_per_mode():
     assert r.build_settings("Local", p()) == {"mode": "Local"}
     assert r.build_settings("Unmanaged", p()) == {"mode": "Unmanaged"}
     assert r.build_settings("Unmanaged", p(images_repo="a.b/c"))["unmanaged"] == {"imagesRepo": "a.b/c"}
-    proxy = r.build_settings("Proxy", p(images_repo="a.b/c", ttl="24h", check_mode="Relax", scheme="HTTP"))
+    proxy = r.build_settings("Proxy", p(images_repo="a.b/c", ttl="24h", image_check_mode="Relax", scheme="HTTP"))
     assert proxy == {"mode": "Proxy", "proxy": {"imagesRepo": "a.b/c", "ttl": "24h", "checkMode": "Relax", "scheme": "HTTP"}}
 
 
@@ -201,6 +201,74 @@ def test_format_condition():
         "NodeServicesReady: False \u2014 master-1: waiting; master-2: ok"
 
 
+def test_hash_is_not_in_the_fingerprint_but_generations_are():
+    a = r.parse_state(secret(hash_="h1", conditions=[("Ready", "True", "", "")]))
+    b = r.parse_state(secret(hash_="h2", conditions=[("Ready", "True", "", "")]))
+    c = r.parse_state(secret(hash_="h1", gen=2, conditions=[("Ready", "True", "", "")]))
+    assert a["fingerprint"] == b["fingerprint"] != c["fingerprint"]
+    assert a["observed_generation"] == 1 and c["observed_generation"] == 2
+    assert r.parse_state(secret(gen=None, conditions=[("Ready", "True", "", "")]))["observed_generation"] is None
+
+
+def test_null_conditions_render_as_empty():
+    sec = secret()
+    sec["data"]["conditions"] = b64("null\n")
+    assert r.parse_state(sec)["conditions"] == []
+
+
+# -- released step orders, checker messages, VAP -----------------------------------------------------
+
+def test_released_step_orders():
+    assert r.steps_for("Local")[:3] == (r.PREFLIGHT, r.NODE_SERVICES, r.IMAGES)
+    assert r.steps_for("Proxy")[:4] == (r.IMAGES, r.PREFLIGHT, r.NODE_SERVICES, r.TRANSITION)
+    assert r.steps_for("Direct")[3] == r.IN_CLUSTER_PROXY
+    assert r.steps_for("Unmanaged", "Direct", configurable=False)[:3] == (r.IMAGES, r.TRANSITION, r.SWITCH)
+    assert r.steps_for("Unmanaged", "Unmanaged", configurable=False)[0] == r.FINAL
+    assert r.steps_for("Unmanaged")[-3:] == (r.CLEANUP_NODE_SERVICES, r.CLEANUP_IN_CLUSTER_PROXY, r.READY)
+
+
+def test_parse_checker_local_names_nodes():
+    msg = ("Mode: Default\nmaster-0: all 166 items are checked\nmaster-1: 12 of 166 items processed, 2 items with "
+           "errors:\n- source: registry.d8-system.svc/system/deckhouse\n  image: a@sha256:1\n  error: not found")
+    out = r.parse_checker(msg)
+    assert out["check_mode"] == "Default"
+    assert [(x["name"], x["checked"], x["total"], x["errors"], x["complete"]) for x in out["registries"]] == [
+        ("master-0", 166, 166, 0, True), ("master-1", 12, 166, 2, False)]
+    assert out["errors"] and out["errors"][0].startswith("source:")
+    assert r.parse_checker("Initializing")["initializing"]
+
+
+VAP_LOCAL = ('ValidatingAdmissionPolicy \'deckhouse-module-registry-validation\' with binding \'x\' denied request: '
+             'Switching `spec.settings.registry.mode` to Proxy or non-configurable Unmanaged mode is not supported '
+             'when registry is running in "Local" mode. Please use a transition mode')
+VAP_PROXY = ('... denied request: Switching `spec.settings.registry.mode` to Local mode is not supported when '
+             'registry is running in "Proxy" mode.')
+
+
+@pytest.mark.parametrize("status", [403, 422])
+def test_vap_denial_explained(status):
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import ApiError
+    e = r.explain_denial(ApiError(status, "Invalid", VAP_LOCAL), "Proxy")
+    assert isinstance(e, r.RegistryWriteDenied)
+    assert "Local mode" in e.msg and "via: Direct" in e.msg and "Nothing was written" in e.msg
+    assert e.details["running_mode"] == "Local"
+    assert r.explain_denial(ApiError(status, "Invalid", VAP_PROXY), "Local").details["running_mode"] == "Proxy"
+    assert r.explain_denial(ApiError(status, "Invalid", "something else"), "Proxy") is None
+    assert r.explain_denial(ApiError(500, "", VAP_LOCAL), "Proxy") is None
+
+
+def test_dropped_credentials():
+    proxy = {"mode": "Proxy", "proxy": {"imagesRepo": "registry.deckhouse.io/deckhouse/ee", "license": "L"}}
+    bare = {"mode": "Direct", "direct": {"imagesRepo": "registry.deckhouse.io/deckhouse/ee"}}
+    msg = r.dropped_credentials(proxy, bare)
+    assert msg and "from_current: true" in msg and "L" not in msg.replace("License", "").replace("license", "")
+    assert r.dropped_credentials(proxy, {"mode": "Direct", "direct": {"imagesRepo": "registry.deckhouse.io/x",
+                                                                      "license": "L2"}}) is None
+    assert r.dropped_credentials(proxy, {"mode": "Direct", "direct": {"imagesRepo": "mirror.example.com/d8"}}) is None
+    assert r.dropped_credentials(proxy, {"mode": "Local"}) is None
+    assert r.dropped_credentials({"mode": "Unmanaged"}, bare) is None
+
+
 # -- tracker ----------------------------------------------------------------------------------------
 
 def st(**kw):
@@ -209,7 +277,7 @@ def st(**kw):
 
 def test_tracker_ignores_stale_ready_after_mode_change():
     before = st(mode="Direct", target="Direct", hash_="h1", conditions=[("Ready", "True", "", "")])
-    t = r.SwitchTracker("Proxy", r.state_baseline(before, written=True))
+    t = r.SwitchTracker("Proxy", r.state_baseline(before, written=True, generation=1))
     t.observe(before, 1)
     assert not t.done and not t.fresh
     t.observe(st(mode="Direct", target="Proxy", hash_="h2", conditions=[]), 2)
@@ -222,12 +290,47 @@ def test_tracker_ignores_stale_ready_after_mode_change():
     assert t.done
 
 
-def test_tracker_params_change_needs_new_hash():
-    before = st(mode="Direct", target="Direct", hash_="h1", conditions=[("Ready", "True", "", "")])
-    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True))
+def test_tracker_same_mode_change_ignores_a_new_hash_with_a_stale_ready():
+    """A hash bump (node/pod events) next to the old Ready=True is not evidence: the generation is."""
+    before = st(mode="Direct", target="Direct", hash_="h1", gen=3, conditions=[("Ready", "True", "", "")])
+    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True, generation=3))
     t.observe(before, 1)
+    t.observe(st(mode="Direct", target="Direct", hash_="h2", gen=3, conditions=[("Ready", "True", "", "")]), 2)
+    assert not t.fresh and not t.done
+    assert "evidence looked for: conditions observe registry-config generation > 3" in t.timeout_message(10)
+    t.observe(st(mode="Direct", target="Direct", hash_="h3", gen=4, conditions=[
+        ("RegistryContainsRequiredImages", "False", "Processing", "Initializing"), ("Ready", "False", "Processing", "")]),
+        3)
+    assert t.fresh and not t.done
+    t.observe(st(mode="Direct", target="Direct", hash_="h4", gen=4, conditions=[("Ready", "True", "", "")]), 4)
+    assert t.done
+
+
+def test_tracker_ready_of_the_old_generation_next_to_fresh_conditions_does_not_count():
+    before = st(mode="Direct", target="Direct", gen=3, conditions=[("Ready", "True", "", "")])
+    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True, generation=3))
+    summary = st(mode="Direct", target="Direct", gen=4, conditions=[("Ready", "True", "", "")])
+    summary["conditions"][0]["observed_generation"] = 3
+    summary["observed_generation"] = 4
+    t.observe(summary, 1)
+    assert t.fresh and not t.done
+
+
+def test_tracker_same_mode_ready_of_the_new_generation_completes():
+    before = st(mode="Direct", target="Direct", gen=3, conditions=[("Ready", "True", "", "")])
+    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True, generation=3))
+    t.observe(st(mode="Direct", target="Direct", gen=4, conditions=[("Ready", "True", "", "")]), 2)
+    assert t.done
+
+
+def test_tracker_same_mode_without_generations_needs_a_reset_ready():
+    before = st(mode="Direct", target="Direct", gen=None, conditions=[("Ready", "True", "", "")])
+    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True, generation=None))
+    t.observe(st(mode="Direct", target="Direct", hash_="h9", gen=None, conditions=[("Ready", "True", "", "")]), 1)
     assert not t.done
-    t.observe(st(mode="Direct", target="Direct", hash_="h2", conditions=[("Ready", "True", "", "")]), 2)
+    t.observe(st(mode="Direct", target="Direct", gen=None, conditions=[("Ready", "False", "Processing", "x")]), 2)
+    assert t.fresh and not t.done
+    t.observe(st(mode="Direct", target="Direct", gen=None, conditions=[("Ready", "True", "", "")]), 3)
     assert t.done
 
 
@@ -246,6 +349,15 @@ def test_tracker_fails_fast_on_transition_error():
     assert "mode transition from Proxy to Local not supported" in t.failure()
 
 
+def test_tracker_fails_fast_when_another_target_replaces_ours():
+    before = st(mode="Unmanaged", target="Unmanaged", conditions=[("Ready", "True", "", "")])
+    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True))
+    t.observe(st(mode="Unmanaged", target="Direct", conditions=[("Ready", "False", "Processing", "")]), 1)
+    assert t.failure() is None
+    t.observe(st(mode="Unmanaged", target="Proxy", conditions=[]), 2)
+    assert "target_mode Proxy instead of Direct" in t.failure() and "run_lock" in t.failure()
+
+
 def test_tracker_timeout_message_lists_every_non_true_condition():
     t = r.SwitchTracker("Proxy", {"written": False})
     t.observe(st(mode="Direct", target="Proxy", conditions=[
@@ -260,10 +372,39 @@ def test_tracker_timeout_message_lists_every_non_true_condition():
 
 def test_tracker_timeout_when_dkp_never_picked_up():
     before = st(mode="Direct", target="Direct", hash_="h1", conditions=[("Ready", "True", "", "")])
-    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True))
+    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True, generation=1))
     t.observe(before, 1)
     assert "has not picked up the new settings" in t.timeout_message(10)
 
+
+def test_local_images_timeout_starts_with_the_images_check():
+    """Local: Preflight and NodeServices take their time first; the images budget starts at the images check."""
+    before = st(mode="Direct", target="Direct", conditions=[("Ready", "True", "", "")])
+    t = r.SwitchTracker("Local", r.state_baseline(before, written=True), wait_timeout=100, images_timeout=50)
+    t.started = 0.0
+    t.observe(st(mode="Direct", target="Local", conditions=[("NodeServicesReady", "False", "Processing", "")]), 1)
+    assert t.check_deadlines(60) is None  # 60 s of node services: no images timeout (it has not started)
+    t.observe(st(mode="Direct", target="Local", conditions=[
+        ("NodeServicesReady", "True", "", ""),
+        ("RegistryContainsRequiredImages", "False", "Processing",
+         "Mode: Default\nmaster-0: 0 of 166 items processed\nmaster-1: 10 of 166 items processed")]), 70)
+    assert t.check_deadlines(119) is None  # 49 s into the images check
+    msg = t.check_deadlines(120, push={"command": "d8 mirror push ...", "password_from": "Secret x"})
+    assert msg and "counted from the start of the images check" in msg
+    assert "master-0 (0 of 166)" in msg and "master-1 (10 of 166)" in msg and "d8 mirror push" in msg
+
+
+def test_local_wait_timeout_does_not_count_the_images_wait():
+    t = r.SwitchTracker("Local", {"written": False}, wait_timeout=100, images_timeout=1000)
+    t.started = 0.0
+    t.observe(st(mode="Direct", target="Local", conditions=[
+        ("RegistryContainsRequiredImages", "False", "Processing", "Mode: Default\nmaster-0: 0 of 1 items processed")]), 50)
+    t.observe(st(mode="Direct", target="Local", conditions=[("RegistryContainsRequiredImages", "True", "Ready", "")]), 650)
+    assert t.check_deadlines(690) is None  # 690 - 600 s of images = 90 s < 100
+    assert "Timed out after 100s" in t.check_deadlines(701)
+
+
+# -- the wait on the one engine (fake API server, fake clock) -----------------------------------------
 
 class FakeClock:
     def __init__(self):
@@ -273,130 +414,151 @@ class FakeClock:
         return self.now
 
     def sleep(self, s):
-        self.now += s
+        self.now += max(s, 0.01)
 
 
-def test_follow_switch_reports_changes_and_completes():
+class FakeSecrets:
+    """registry-state with a history for watches, changes scheduled by clock time and an outage window."""
+
+    def __init__(self, clock, first, plan=(), down=None):
+        self.clock = clock
+        self.rv = 1
+        self.obj = dict(first, metadata=dict(first["metadata"], resourceVersion="1"))
+        self.history = []
+        self.plan = sorted(plan, key=lambda x: x[0])
+        self.down = down
+        self.calls = 0
+
+    def retry_window(self, seconds):
+        import contextlib
+        return contextlib.nullcontext()
+
+    def _due(self):
+        while self.plan and self.plan[0][0] <= self.clock.now:
+            _t, sec = self.plan.pop(0)
+            self.rv += 1
+            self.obj = dict(sec, metadata=dict(sec["metadata"], resourceVersion=str(self.rv)))
+            self.history.append((self.rv, self.obj))
+
+    def _check(self):
+        from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import UnreachableError
+        self.calls += 1
+        if self.down and self.down[0] <= self.clock.now < self.down[1]:
+            self.clock.now += 1
+            raise UnreachableError("Cannot reach the Kubernetes API at https://fake: connection refused")
+
+    def get(self, kind, name, namespace=None):
+        self._check()
+        self._due()
+        return self.obj
+
+    def list(self, kind, namespace=None, label_selector=None, field_selector=None):
+        self._check()
+        self._due()
+        return [self.obj], str(self.rv)
+
+    def watch(self, kind, resource_version, namespace=None, name=None, label_selector=None, timeout=30):
+        self._check()
+        end = self.clock.now + timeout
+        pos = int(resource_version)
+        while self.clock.now < end:
+            self._due()
+            for hrv, obj in self.history:
+                if hrv > pos:
+                    pos = hrv
+                    yield "MODIFIED", obj
+            if self.down and self.down[0] <= self.clock.now < self.down[1]:
+                return  # the stream is cut when the apiserver goes away
+            self.clock.now += 0.5
+
+
+def run_wait(target, baseline, first, plan, wait_timeout=300, images_timeout=None, down=None):
     clock = FakeClock()
-    states = iter([
-        st(mode="Direct", target="Direct", hash_="h1", conditions=[("Ready", "True", "", "")]),
-        st(mode="Direct", target="Proxy", hash_="h2", conditions=[("RegistryContainsRequiredImages", "False", "Processing", "Initializing")]),
-        st(mode="Direct", target="Proxy", hash_="h2", conditions=[("RegistryContainsRequiredImages", "True", "", "ok")]),
-        st(mode="Proxy", target="Proxy", hash_="h2", conditions=[("RegistryContainsRequiredImages", "True", "", "ok"), ("Ready", "True", "", "")]),
-    ])
-
-    def step(since, timeout):
-        clock.now += 1
-        return next(states)
-
+    api = FakeSecrets(clock, first, plan, down)
+    t = r.SwitchTracker(target, baseline, wait_timeout=wait_timeout, images_timeout=images_timeout)
     shown = []
-    t = r.SwitchTracker("Proxy", {"exists": True, "target_mode": "Direct", "hash": "h1", "written": True})
-    final = r.follow_switch(step, t, 100, clock=clock, sleep=clock.sleep, on_lines=shown.extend)
-    assert final["mode"] == "Proxy"
-    assert "RegistryContainsRequiredImages: False \u2014 Initializing" in shown
-    assert "Ready: True" in shown
-    assert [e["type"] for e in t.events] == ["RegistryContainsRequiredImages", "RegistryContainsRequiredImages", "Ready"]
+    final = r.wait_switch(api, t, on_lines=shown.extend, clock=clock, sleep=clock.sleep, heartbeat=2.0)
+    return final, t, shown, clock
 
 
-def test_follow_switch_times_out_with_message():
+def test_wait_switch_reports_changes_and_completes():
+    first = secret(mode="Direct", target="Direct", conditions=[("Ready", "True", "", "")])
+    plan = [(2, secret(mode="Direct", target="Proxy", conditions=[
+                ("RegistryContainsRequiredImages", "False", "Processing", "Initializing")])),
+            (4, secret(mode="Direct", target="Proxy", conditions=[("RegistryContainsRequiredImages", "True", "", "ok")])),
+            (6, secret(mode="Proxy", target="Proxy", conditions=[
+                ("RegistryContainsRequiredImages", "True", "", "ok"), ("Ready", "True", "", "")]))]
+    base = r.state_baseline(r.parse_state(first), written=True, generation=1)
+    final, t, shown, _clock = run_wait("Proxy", base, first, plan)
+    assert final["mode"] == "Proxy" and t.done
+    assert "RegistryContainsRequiredImages: False \u2014 Initializing" in shown and "Ready: True" in shown
+    assert t.details()["progress_lines"] == shown
+
+
+def test_wait_switch_rides_through_an_apiserver_outage_of_40s():
+    first = secret(mode="Unmanaged", target="Unmanaged", conditions=[("Ready", "True", "", "")])
+    plan = [(5, secret(mode="Unmanaged", target="Direct", conditions=[("Ready", "False", "Processing", "")])),
+            (30, secret(mode="Direct", target="Direct", conditions=[("Ready", "True", "", "")]))]
+    base = r.state_baseline(r.parse_state(first), written=True, generation=1)
+    final, t, _shown, clock = run_wait("Direct", base, first, plan, down=(10, 50))
+    assert t.done and final["mode"] == "Direct" and clock.now >= 50
+
+
+def test_wait_switch_never_accepts_the_stale_ready_and_times_out_with_it():
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitTimeout
+    first = secret(mode="Direct", target="Direct", gen=2, conditions=[("Ready", "True", "", "")])
+    plan = [(3, secret(mode="Direct", target="Direct", hash_="bumped", gen=2, conditions=[("Ready", "True", "", "")]))]
+    base = r.state_baseline(r.parse_state(first), written=True, generation=2)
+    with pytest.raises(WaitTimeout) as e:
+        run_wait("Direct", base, first, plan, wait_timeout=30)
+    assert "has not picked up the new settings" in e.value.msg and e.value.details["evidence"]
+
+
+def test_wait_switch_fails_fast_on_refusal():
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitFailed
+    first = secret(mode="Proxy", target="Proxy", conditions=[("Ready", "True", "", "")])
+    plan = [(2, secret(mode="Proxy", target="Local", conditions=[
+        ("ErrTransitionNotSupported", "True", "Error", "mode transition from Proxy to Local not supported")]))]
+    base = r.state_baseline(r.parse_state(first), written=True)
+    with pytest.raises(WaitFailed) as e:
+        run_wait("Local", base, first, plan, wait_timeout=600, images_timeout=600)
+    assert "refused the switch to Local" in e.value.msg and e.value.details["progress"]
+
+
+def test_wait_switch_returns_when_nothing_was_written_and_no_state():
     clock = FakeClock()
-    stuck = st(mode="Direct", target="Proxy", conditions=[("NodeServicesReady", "False", "Processing", "master-1: held")])
 
-    def step(since, timeout):
-        clock.now += max(timeout, 1)
-        return stuck
+    class Absent(FakeSecrets):
+        def list(self, *a, **kw):
+            self._check()
+            return [], "1"
 
-    t = r.SwitchTracker("Proxy", {"written": False})
-    with pytest.raises(DkpError) as e:
-        r.follow_switch(step, t, 60, clock=clock, sleep=clock.sleep)
-    assert "NodeServicesReady: False \u2014 master-1: held" in e.value.msg
-    assert e.value.details["progress"]
+    api = Absent(clock, secret())
+    t = r.SwitchTracker("Direct", {"written": False}, wait_timeout=60)
+    assert r.wait_switch(api, t, clock=clock, sleep=clock.sleep)["exists"] is False
 
 
-def test_follow_switch_local_images_phase_and_push_hint():
+def test_wait_for_change_returns_the_new_state():
     clock = FakeClock()
-    waiting = st(mode="Direct", target="Local", conditions=[("RegistryContainsRequiredImages", "False", "Processing", "0 of 157 items")])
+    first = secret(mode="Direct", target="Direct", conditions=[("Ready", "True", "", "")])
+    api = FakeSecrets(clock, first, [(3, secret(mode="Direct", target="Proxy", conditions=[]))])
+    fp = r.parse_state(first)["fingerprint"]
+    from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_wait
+    orig = dkp_wait.wait_for
 
-    def step(since, timeout):
-        clock.now += max(timeout, 1)
-        return waiting
-
-    told = []
-    push = r.local_push_instructions(None, None)
-    t = r.SwitchTracker("Local", {"written": False})
-    with pytest.raises(DkpError) as e:
-        r.follow_switch(step, t, 10, images_timeout=50, clock=clock, sleep=clock.sleep, on_images_pending=told.append, push=push)
-    assert len(told) == 1
-    assert "platform images" in e.value.msg and "d8 mirror push" in e.value.msg
-    assert clock.now >= 50  # the images phase has its own timeout, not wait_timeout
-
-
-def test_follow_switch_retries_step_errors_then_fails():
-    clock = FakeClock()
-
-    def step(since, timeout):
-        raise DkpError("Cannot reach the Kubernetes API")
-
-    with pytest.raises(DkpError, match="Lost track"):
-        r.follow_switch(step, r.SwitchTracker("Direct", {}), 60, clock=clock, sleep=clock.sleep)
+    def wait_for(*a, **kw):
+        kw.update(clock=clock, sleep=clock.sleep)
+        return orig(*a, **kw)
+    dkp_wait.wait_for = wait_for
+    try:
+        summary, timed_out = r.wait_for_change(api, fp, 30)
+    finally:
+        dkp_wait.wait_for = orig
+    assert not timed_out and summary["target_mode"] == "Proxy" and summary["history"][-1]["target_mode"] == "Proxy"
 
 
 def test_local_push_instructions_never_hold_password():
-    rw = {"data": {"name": b64("rw"), "password": b64("s3cr3t-rw-pass")}}
-    glob = {"spec": {"settings": {"modules": {"publicDomainTemplate": "%s.example.com"}}}}
-    out = r.local_push_instructions(glob, rw)
-    assert out["registry"] == "registry.example.com/system/deckhouse"
-    assert out["login"] == "rw" and "s3cr3t-rw-pass" not in repr(out)
-    assert "d8 mirror push" in out["command"] and "registry-user-rw" in out["command"]
-    assert r.local_push_instructions(None, None)["registry"] == "registry.<publicDomain>/system/deckhouse"
-
-
-def test_follow_switch_returns_when_nothing_was_written_and_no_state():
-    clock = FakeClock()
-    calls = []
-
-    def step(since, timeout):
-        calls.append(since)
-        return r.parse_state(None)
-
-    out = r.follow_switch(step, r.SwitchTracker("Unmanaged", {"written": False}), 60, clock=clock, sleep=clock.sleep)
-    assert out["exists"] is False and calls == [None]
-
-
-class FakeWatchClient:
-    """list/watch of the registry-state Secret from a scripted list of versions."""
-
-    def __init__(self, versions):
-        self.versions = versions  # [(rv, secret)]
-        self.watch_calls = []
-
-    def list(self, kind, namespace=None, field_selector=None, label_selector=None):
-        rv, obj = self.versions[0]
-        return [obj], rv
-
-    def watch(self, kind, resource_version, namespace=None, name=None, timeout=30, label_selector=None):
-        self.watch_calls.append(resource_version)
-
-        def gen():
-            for rv, obj in self.versions:
-                if int(rv) > int(resource_version):
-                    obj = dict(obj, metadata=dict(obj["metadata"], resourceVersion=rv))
-                    yield "MODIFIED", obj
-        return gen()
-
-
-def test_watch_state_replays_every_change_since_a_resource_version():
-    a = secret(mode="Direct", target="Direct", hash_="h1", conditions=[("Ready", "True", "", "")])
-    b = secret(mode="Direct", target="Proxy", hash_="h2", conditions=[])
-    c = secret(mode="Direct", target="Proxy", hash_="h2", conditions=[("NodeServicesReady", "False", "Processing", "m")])
-    d = secret(mode="Proxy", target="Proxy", hash_="h2", conditions=[("Ready", "True", "", "")])
-    client = FakeWatchClient([("10", a), ("11", b), ("12", c), ("13", d)])
-    since = r.parse_state(a)["fingerprint"]
-    history, rv, timed_out = r.watch_state(client, since, "10", timeout=5, gather=0)
-    assert not timed_out and client.watch_calls[0] == "10"
-    assert [h["target_mode"] for h in history][0] == "Proxy"
-    assert rv in ("11", "12", "13")
-    # resuming from the returned resourceVersion gives the rest, nothing twice
-    rest, _rv, _t = r.watch_state(client, history[-1]["fingerprint"], rv, timeout=5, gather=0)
-    seen = history + rest
-    assert [h["fingerprint"] for h in seen] == [r.parse_state(x)["fingerprint"] for x in (b, c, d)][:len(seen)]
+    rw = {"data": {"name": b64("rw"), "password": b64("RW-PASSWORD")}}
+    push = r.local_push_instructions({"spec": {"settings": {"modules": {"publicDomainTemplate": "%s.example.com"}}}}, rw)
+    assert push["registry"] == "registry.example.com/system/deckhouse"
+    assert "RW-PASSWORD" not in repr(push) and "registry-user-rw" in push["command"]

@@ -242,3 +242,63 @@ def test_window_format_errors(window, fragment):
                                        ("", False), ("90", False), ("1d", False), ("3m1h", False)])
 def test_durations(value, ok):
     assert (r.duration_error(value, "scan_interval") is None) is ok
+
+
+@pytest.mark.parametrize("value, approved", [
+    ("1", True), ("t", True), ("T", True), ("TRUE", True), ("true", True), ("True", True),
+    ("TrUe", False), (" true ", False), ("yes", False), ("on", False), ("false", False), ("0", False), ("", False),
+    (None, False),
+])
+def test_approval_is_read_as_go_parse_bool(value, approved):
+    anns = {} if value is None else {"modules.deckhouse.io/approved": value}
+    release = {"metadata": {"name": "a-v1.0.0", "annotations": anns}, "status": {"phase": "Pending"}}
+    assert r.is_approved(release) is approved
+    # an unparsable value is not an approval, so the task writes "true" over it
+    assert r.plan_action("approve", release, [release]) == ({} if approved else {"modules.deckhouse.io/approved": "true"})
+
+
+def test_summary_reports_the_released_update_versions_field():
+    release = {"metadata": {"name": "a-v1.0.0"},
+               "spec": {"moduleName": "a", "version": "v1.0.0", "update": {"versions": [{"from": "0.9", "to": "1.0"}]}}}
+    assert r.release_summary(release)["update_versions"] == [{"from": "0.9", "to": "1.0"}]
+    assert r.release_summary({"metadata": {"name": "a-v1.0.0"}})["update_versions"] == []
+
+
+def mr(phase, **annotations):
+    return {"metadata": {"name": "a-v1.0.0", "annotations": annotations}, "status": {"phase": phase}}
+
+
+def test_wait_rules_per_target():
+    deployed = r.release_wait_rules(None, None, "deployed")
+    assert deployed["predicate"](mr("Deployed")) and not deployed["predicate"](mr("Pending"))
+    assert "became Skipped" in deployed["failure"](mr("Skipped")) and deployed["failure"](mr("Pending")) is None
+    pending = r.release_wait_rules(None, None, "pending")
+    assert pending["predicate"](mr("Pending")) and pending["failure"](None) is None
+    assert "not Pending" in pending["failure"](mr("Deployed"))
+    reinstalled = r.release_wait_rules(None, None, "reinstalled")
+    assert not reinstalled["predicate"](mr("Deployed", **{"modules.deckhouse.io/reinstall": "true"}))
+    assert not reinstalled["predicate"](mr("Deployed", **{"modules.deckhouse.io/isUpdating": "true"}))
+    assert reinstalled["predicate"](mr("Deployed", **{"modules.deckhouse.io/isUpdating": "false"}))
+    assert "no longer Deployed" in reinstalled["failure"](mr("Pending"))
+    with pytest.raises(ValueError):
+        r.release_wait_rules(None, None, "ready")
+
+
+def test_describe_names_the_release_and_the_module():
+    class Client:
+        def get(self, kind, name):
+            return {"metadata": {"name": name}, "status": {"phase": "Error", "conditions": [
+                {"type": "IsReady", "status": "False", "reason": "HookError", "message": "hook failed"}]}}
+    text = r.describe_release(Client(), "a")(mr("Pending", **{"modules.deckhouse.io/reinstall": "true"}))
+    assert text.startswith("release a-v1.0.0 is Pending") and "reinstall" in text
+    assert "Module a: phase Error" in text and "hook failed" in text
+
+
+def test_module_after_reinstall_tolerates_hook_errors_and_fails_on_conflict():
+    rules = r.module_ready_rules(None, "a", "a-v1.0.0")
+    hook = {"metadata": {"name": "a"}, "status": {"phase": "Error", "conditions": [
+        {"type": "IsReady", "status": "False", "reason": "HookError", "message": "boom"}]}}
+    assert rules["failure"](hook) is None and "boom" in rules["transient"](hook)
+    assert rules["failure"]({"metadata": {"name": "a"}, "properties": {}, "status": {"phase": "Conflict"}})
+    ready = {"metadata": {"name": "a"}, "status": {"phase": "Ready", "conditions": [{"type": "IsReady", "status": "True"}]}}
+    assert rules["predicate"](ready) and rules["transient"](ready) is None

@@ -115,3 +115,73 @@ def test_ensure_gives_up_after_bounded_conflicts():
     with pytest.raises(r.DkpError, match="kept changing"):
         r.ensure(client, "ModuleConfig", "m", lambda live: r.deep_merge(live, {"spec": {"x": 1}}), attempts=3)
     assert len(client.patches) == 3
+
+
+@pytest.mark.parametrize("key", ["licenseKey", "apiKeys", "sshPrivateKeys", "passphrase", "auth", "basic",
+                                 "basicAuth", "dockerCfg", ".dockerconfigjson", "client_secret", "PASSWORD",
+                                 "bootstrapTokens", "tls.key", "client-key-data", "credentials", "privateKey"])
+def test_secret_key_rule_covers(key):
+    assert r.is_sensitive_key(key)
+
+
+@pytest.mark.parametrize("key", ["key", "imagePullSecrets", "secretRef", "tokenFile", "secretName", "authn",
+                                 "user", "host", "enabled", "scheme", "caBundle"])
+def test_secret_key_rule_leaves_alone(key):
+    assert not r.is_sensitive_key(key)
+
+
+def test_redaction_covers_nested_keys_and_list_values():
+    settings = {"registry": {"proxy": {"licenseKey": "LK", "imagesRepo": "r"}},
+                "apiKeys": ["k1", "k2"], "sshPrivateKeys": [{"name": "a", "key": "PEM"}],
+                "auth": {"basic": {"user": "u", "password": "p"}, "enabled": True},
+                "list": [{"passphrase": "pp", "mode": "x"}], "token": None}
+    out = r.redact(settings)
+    m = NO_LOG_MARKER
+    assert out == {"registry": {"proxy": {"licenseKey": m, "imagesRepo": "r"}}, "apiKeys": [m, m],
+                   "sshPrivateKeys": [{"name": m, "key": m}], "auth": {"basic": {"user": m, "password": m},
+                                                                      "enabled": True},
+                   "list": [{"passphrase": m, "mode": "x"}], "token": None}
+    assert settings["apiKeys"] == ["k1", "k2"], "input untouched"
+
+
+def test_user_redact_keys_and_paths():
+    obj = {"spec": {"settings": {"myValue": "v", "Other": {"inner": "i"}, "plain": "p"}}}
+    out = r.redact(obj, ["myvalue", "spec.settings.Other"])
+    assert out["spec"]["settings"] == {"myValue": NO_LOG_MARKER, "Other": {"inner": NO_LOG_MARKER}, "plain": "p"}
+    d = r.diff_view({"metadata": {}, "spec": obj["spec"]}, None, extra_keys=["my_value"])
+    assert d["before"]["spec"]["settings"]["myValue"] == NO_LOG_MARKER and d["after"] == {}
+
+
+def test_secret_values_for_no_log():
+    import base64
+    import json
+
+    auth = base64.b64encode(b"robot:ROBOTPASS").decode()
+    cfg = base64.b64encode(json.dumps({"auths": {"r.example": {"auth": auth}}}).encode()).decode()
+    obj = {"registry": {"license": "LIC-1", "dockerCfg": cfg}, "users": [{"password": "pw12"}],
+           "apiKeys": ["k-one"], "port": 5000, "flag": {"token": True}, "mine": "x-custom"}
+    values = r.secret_values(obj, ["mine"])
+    for v in ("LIC-1", base64.b64encode(b"LIC-1").decode(), cfg, auth, "robot:ROBOTPASS", "ROBOTPASS", "pw12",
+              "k-one", "x-custom"):
+        assert v in values, v
+    assert "5000" not in values and "True" not in values and len(values) == len(set(values))
+
+
+class RetriedClient(FakeClient):
+    """The first patch timed out after the server applied it; the retry got 409."""
+
+    def merge_patch(self, kind, name, patch, namespace=None, dry_run=False):
+        self.patches.append(patch)
+        if len(self.patches) == 1:
+            clean = dict(patch, metadata={})
+            self.obj = r.deep_merge(self.obj, clean)
+            self.obj["metadata"]["resourceVersion"] = "2"
+            raise ConflictError(409, "Conflict", "modified", after_retry=True)
+        raise AssertionError("no second patch expected")
+
+
+def test_ensure_reports_a_write_that_landed_before_the_conflict():
+    client = RetriedClient({"metadata": {"name": "m", "resourceVersion": "1"}, "spec": {"settings": {"a": 1}}})
+    res = r.ensure(client, "ModuleConfig", "m", lambda live: r.deep_merge(live, {"spec": {"settings": {"a": 2}}}))
+    assert res.changed and res.method == "patch" and res.before["spec"]["settings"] == {"a": 1}
+    assert res.after["spec"]["settings"] == {"a": 2}

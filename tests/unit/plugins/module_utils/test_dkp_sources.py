@@ -114,3 +114,63 @@ def test_summary_never_carries_the_docker_config():
     summary = s.source_summary(src)
     assert summary["docker_config"] == NO_LOG_MARKER and "c2VjcmV0" not in json.dumps(summary)
     assert [(m["name"], m["error"]) for m in s.source_modules(src)] == [("a", "denied"), ("b", "old style")]
+
+
+CERT = ("-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(b"\x30\x82\x01\x0a" + b"x" * 60).decode()
+        + "-----END CERTIFICATE-----\n")
+
+
+@pytest.mark.parametrize("ca, ok", [
+    (None, True), ("", True), (CERT, True), (CERT + CERT, True),
+    ("not a cert", False), ("-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----", False),
+    ("-----BEGIN CERTIFICATE-----\nMIIB", False), (CERT + "trailing junk", False),
+    ("-----BEGIN CERTIFICATE-----\n" + base64.b64encode(b"hello world!").decode() + "\n-----END CERTIFICATE-----", False),
+])
+def test_ca_must_be_pem_certificates(ca, ok):
+    assert (s.ca_error(ca) is None) is ok
+    if not ok:
+        assert s.ca_error(ca).startswith("ca must be a PEM certificate")
+
+
+@pytest.mark.parametrize("value, warns", [("30s", True), ("1m", True), ("3m", True), ("180s", True),
+                                          ("3m1s", False), ("5m", False), ("1h", False), (None, False), ("bad", False)])
+def test_scan_interval_under_3m_warns(value, warns):
+    assert (s.scan_interval_warning(value) is not None) is warns
+
+
+@pytest.mark.parametrize("message, error", [
+    ("", None), ("Ready", None), ("Some errors occurred. Inspect status for details", None),
+    ("list tags: GET https://r/v2/m/tags/list?n=1000: NAME_UNKNOWN: repository name not known to registry",
+     "list tags: GET https://r/v2/m/tags/list?n=1000: NAME_UNKNOWN: repository name not known to registry"),
+])
+def test_sync_error(message, error):
+    assert s.sync_error({"status": {"message": message}}) == error
+
+
+def src_at(sync, message=""):
+    return {"metadata": {"name": "example", "managedFields": [
+        {"manager": "deckhouse.platform", "time": "2025-11-21T10:00:00Z"}]},
+        "status": {"syncTime": sync, "message": message}}
+
+
+def test_wait_rules_need_a_sync_newer_than_the_write_and_fail_on_its_error():
+    before = src_at("2025-11-21T09:00:00Z")
+    rules = s.source_wait_rules(before, src_at("2025-11-21T09:00:00Z"), changed=True)
+    assert not rules["fresh"](before) and not rules["predicate"](before)
+    assert rules["failure"](src_at("2025-11-21T09:00:00Z", "NAME_UNKNOWN")) is None, "stale error is not judged"
+    assert rules["predicate"](src_at("2025-11-21T10:00:05Z"))
+    assert "NAME_UNKNOWN" in rules["failure"](src_at("2025-11-21T10:00:05Z", "x: NAME_UNKNOWN"))
+    assert not rules["predicate"](src_at("2025-11-21T10:00:05Z", "x: NAME_UNKNOWN"))
+    reader = s.source_wait_rules()
+    assert reader["predicate"](before) and not reader["predicate"](src_at(None))
+    assert "NAME_UNKNOWN" in reader["failure"](src_at("2025-11-21T09:00:00Z", "NAME_UNKNOWN"))
+
+
+def test_secret_values_cover_the_docker_config_and_what_is_inside():
+    auth = base64.b64encode(b"u:pw").decode()
+    cfg = b64json({"auths": {"r.example.com": {"auth": auth, "password": "pw"}}})
+    src = {"spec": {"registry": {"dockerCfg": cfg}}}
+    assert set(s.source_secret_values(src)) == {cfg, auth, "pw"}
+    assert s.source_secret_values({"spec": {}}) == []
+    summary = s.source_info_summary(dict(src, metadata={"name": "x"}, status={"message": "E"}))
+    assert summary["sync_error"] == "E" and cfg not in json.dumps(summary)

@@ -5,6 +5,7 @@ __metaclass__ = type
 
 import pytest
 
+from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_releases
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.modules import module_release as mr
 from ansible_collections.deckhouse.platform.plugins.modules import module_release_info as info
@@ -42,19 +43,24 @@ def test_reinstall_with_only_a_module_means_the_deployed_release():
     assert mr.selection(params(module="console", release="pending")) == (None, "console", None, "pending")
 
 
-def test_with_annotations_keeps_the_others():
-    rel = {"metadata": {"name": "x", "annotations": {"keep": "me"}}}
-    out = mr.with_annotations(rel, {"modules.deckhouse.io/approved": "true"})
-    assert out["metadata"]["annotations"] == {"keep": "me", "modules.deckhouse.io/approved": "true"}
-    assert rel["metadata"]["annotations"] == {"keep": "me"}
-
-
 def test_final_phase_or_deletion_fails_the_wait():
-    assert "deleted" in mr.release_gone_or_final(None)
-    assert mr.release_gone_or_final({"metadata": {"name": "a-v1.0.0"}, "status": {"phase": "Pending"}}) is None
-    message = mr.release_gone_or_final({"metadata": {"name": "a-v1.0.0"},
-                                        "status": {"phase": "Skipped", "message": "skipped by update constraints"}})
+    assert "deleted" in dkp_releases.release_final(None)
+    assert dkp_releases.release_final({"metadata": {"name": "a-v1.0.0"}, "status": {"phase": "Pending"}}) is None
+    message = dkp_releases.release_final({"metadata": {"name": "a-v1.0.0"},
+                                          "status": {"phase": "Skipped", "message": "skipped by update constraints"}})
     assert message == "ModuleRelease a-v1.0.0 became Skipped: skipped by update constraints"
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (dict(name="console-v1.2.3", module="console"), "name selects one release on its own"),
+    (dict(version="1.2.3"), "set module too"),
+    (dict(module="console", version="next"), "not a semantic version"),
+    (dict(module="console", wait_for="deployed"), "wait_for waits on one release"),
+    (dict(module="Console"), "not a valid module name"),
+])
+def test_info_bad_input_fails_before_any_request(bad, fragment):
+    with pytest.raises(DkpError, match=fragment):
+        info.validate(dict(dict(name=None, module=None, version=None, wait_for=None), **bad))
 
 
 class InfoModule:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __metaclass__ = type
 
-from ansible_collections.deckhouse.platform.plugins.modules import preflight as pf
+from ansible_collections.deckhouse.platform.plugins.modules import registry_switch_preflight as pf
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import parse_state
 
 
@@ -74,3 +74,56 @@ def test_refused_switch_is_not_in_progress():
     s = state("Proxy", "Local", [("ErrTransitionNotSupported", "True", "mode transition from Proxy to Local not supported")])
     back = pf.evaluate_transition(s, {"mode": "Local"}, "Direct")
     assert back["passed"]
+
+
+PARAMS = dict(target_mode=None, via=None, target_configurable=None, images_repo=None, scheme=None, license=None,
+              username=None, password=None, ca=None, image_check_mode=None, ttl=None, dry_run=False,
+              confirm_restart=False)
+
+
+def mc(registry):
+    return {"metadata": {"name": "deckhouse", "resourceVersion": "1"},
+            "spec": {"version": 1, "settings": {"registry": registry}}}
+
+
+def plan(current_registry, st, **kw):
+    params = dict(PARAMS, **kw)
+    checks = {"registry_transition": None}
+    out, blockers = pf.plan_switch(None, params, mc(current_registry), st, checks)
+    return out, blockers, checks
+
+
+def test_plan_one_hop_with_restart_gate():
+    out, blockers, checks = plan({"mode": "Unmanaged"}, state("Unmanaged", "Unmanaged", [("Ready", "True", "")]),
+                                 target_mode="Direct", images_repo="a.b/c", license="L")
+    assert [h["mode"] for h in out["hops"]] == ["Direct"] and out["hops"][0]["params"]
+    assert out["restart_gate"] == {"needed": True, "confirmed": False, "reason": out["restart"]["reason"]}
+    assert len(blockers) == 1 and blockers[0].startswith("confirm_restart: ")
+    assert checks["registry_transition"]["passed"] and not out["noop"] and out["plan"]["changed"]
+    out, blockers, _ = plan({"mode": "Unmanaged"}, state("Unmanaged", "Unmanaged", [("Ready", "True", "")]),
+                            target_mode="Direct", images_repo="a.b/c", license="L", confirm_restart=True)
+    assert blockers == [] and out["restart_gate"]["confirmed"]
+
+
+def test_plan_two_hops_and_refusal_reason():
+    st = state("Proxy", "Proxy", [("Ready", "True", "")])
+    proxy = {"mode": "Proxy", "proxy": {"imagesRepo": "a.b/c", "license": "L"}}
+    out, blockers, checks = plan(proxy, st, target_mode="Local")
+    assert not checks["registry_transition"]["passed"] and "VAP" in checks["registry_transition"]["message"]
+    assert out["hops"] == []
+    out, blockers, checks = plan(proxy, st, target_mode="Local", via="Direct")
+    assert [h["mode"] for h in out["hops"]] == ["Direct", "Local"] and out["hops"][0]["from_current"]
+    assert blockers == []
+
+
+def test_plan_noop_and_parameter_errors():
+    direct = {"mode": "Direct", "direct": {"imagesRepo": "a.b/c", "license": "L"}}
+    out, blockers, _ = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
+                            target_mode="Direct", images_repo="a.b/c", license="L")
+    assert out["noop"] and blockers == [] and not out["restart_gate"]["needed"]
+    out, blockers, _ = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
+                            target_mode="Proxy", images_repo="a.b/c", license="L", ttl="1m")
+    assert any(b.startswith("parameters (Proxy):") and "5 minutes" in b for b in blockers)
+    out, blockers, _ = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
+                            target_mode="Proxy", images_repo="a.b/c")
+    assert any("from_current: true" in b for b in blockers) and all("L" != b for b in blockers)

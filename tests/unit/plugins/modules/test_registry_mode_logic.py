@@ -10,7 +10,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client impo
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import parse_state
 from ansible_collections.deckhouse.platform.plugins.modules import registry_mode as rm
 
-BASE = dict(images_repo=None, scheme=None, license=None, username=None, password=None, ca=None, check_mode=None,
+BASE = dict(images_repo=None, scheme=None, license=None, username=None, password=None, ca=None, image_check_mode=None,
             ttl=None, check_transition=True, from_current=False, settings=None)
 
 
@@ -83,3 +83,20 @@ def test_restore_settings_are_validated_and_used_as_is():
     assert mode == "Direct" and wanted == saved and changed
     with pytest.raises(DkpError, match="'direct' section must be specified"):
         rm.plan(dict(params(None), settings={"mode": "Direct"}), mc({}), NO_STATE)
+
+
+def test_proxy_to_direct_without_credentials_refused_unless_carried_over():
+    live = mc({"mode": "Proxy", "proxy": {"imagesRepo": "registry.deckhouse.io/deckhouse/ee", "license": "L"}})
+    with pytest.raises(DkpError, match="from_current: true"):
+        rm.plan(params("Direct", images_repo="registry.deckhouse.io/deckhouse/ee"), live, NO_STATE)
+    mode, wanted, changed, _cur, _rs = rm.plan(
+        params("Direct", images_repo="registry.deckhouse.io/deckhouse/ee", from_current=True), live, NO_STATE)
+    assert changed and wanted["direct"]["license"] == "L"
+    # another registry without credentials is a choice, not an accident
+    rm.plan(params("Direct", images_repo="mirror.example.com/deckhouse/ee"), live, NO_STATE)
+
+
+def test_image_check_mode_becomes_checkMode():
+    _m, wanted, _c, _cur, _rs = rm.plan(params("Direct", images_repo="a.b/c", image_check_mode="Relax"),
+                                        mc({"mode": "Unmanaged"}), NO_STATE)
+    assert wanted["direct"]["checkMode"] == "Relax"

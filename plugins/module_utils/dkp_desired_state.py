@@ -1,0 +1,673 @@
+# -*- coding: utf-8 -*-
+# Copyright: deckhouse.platform contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A desired DKP state (ModuleSource, ModuleUpdatePolicy, ModuleConfig, ModulePullOverride objects,
+typically from git) converged in one module process.
+
+Everything is validated before the first write (`load` + `validate`). Each kind is listed once
+(one request instead of one GET per object); each object then goes through dkp_resource.ensure,
+which sends a merge patch guarded by the listed resourceVersion and re-reads on 409, so the write
+rules are those of the single-object modules. Kinds are converged in dependency order (sources,
+then the policies that configs refer to, then configs, then pull overrides); objects of one kind
+are written in parallel by a small thread pool sharing the client's connection pool.
+"""
+
+from __future__ import absolute_import, division, print_function
+from __future__ import annotations
+
+__metaclass__ = type
+
+import copy
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import (
+    KINDS,
+    ApiError,
+    DkpError,
+    NO_LOG_MARKER,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
+    ALLOW_DISABLING_ANNOTATION,
+    MODULE_FAILED_PHASES,
+    check_name,
+    config_error,
+    describe_module,
+    is_true,
+    module_summary,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
+    condition,
+    deep_merge,
+    ensure,
+    is_sensitive_key,
+    managed_view,
+    merge_patch_between,
+    redact,
+    redact_sensitive,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources import (
+    DOCKER_CFG_PATH,
+    deckhouse_owned_violation,
+    desired_docker_config,
+    registry_host,
+)
+
+try:
+    import yaml
+except ImportError:  # pragma: no cover - reported by DkpModule
+    yaml = None
+
+# Dependency order: a ModuleConfig may name a source and a policy; an override needs an enabled module.
+ORDER = ("ModuleSource", "ModuleUpdatePolicy", "ModuleConfig", "ModulePullOverride")
+OWNER_LABEL = "deckhouse.platform/owner"
+_LABEL_VALUE_RE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+SECRET_PATHS = {"ModuleSource": [DOCKER_CFG_PATH]}
+ACTIONS = ("created", "updated", "unchanged", "pruned")
+
+
+class Doc:
+    """One declared object and where it came from (for messages)."""
+
+    def __init__(self, obj, origin, index):
+        self.obj = obj
+        self.origin = origin
+        self.index = index
+
+    @property
+    def where(self):
+        return "%s document %d" % (self.origin, self.index)
+
+    @property
+    def kind(self):
+        return self.obj.get("kind")
+
+    @property
+    def name(self):
+        return (self.obj.get("metadata") or {}).get("name")
+
+
+def _yaml_files(src):
+    if os.path.isdir(src):
+        found = []
+        for root, dirs, files in os.walk(src):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [os.path.join(root, f) for f in sorted(files)
+                      if f.endswith((".yml", ".yaml")) and not f.startswith(".")]
+        return found
+    if os.path.isfile(src):
+        return [src]
+    raise DkpError("src %s is neither a file nor a directory" % src)
+
+
+def load(src=None, resources=None):
+    """Docs from `src` (file or directory of multi-document YAML) and `resources` (a list)."""
+    docs = []
+    errors = []
+    for path in _yaml_files(src) if src else []:
+        try:
+            with open(path) as f:
+                loaded = list(yaml.safe_load_all(f))
+        except (OSError, yaml.YAMLError) as e:
+            errors.append("%s: cannot read YAML: %s" % (path, str(e).replace("\n", " ")))
+            continue
+        index = 0
+        for obj in loaded:
+            if obj is None:  # empty document (a trailing ---)
+                continue
+            if isinstance(obj, dict) and obj.get("kind") == "List" and isinstance(obj.get("items"), list):
+                for item in obj["items"]:
+                    docs.append(Doc(item, path, index))
+                    index += 1
+                continue
+            docs.append(Doc(obj, path, index))
+            index += 1
+    for index, obj in enumerate(resources or []):
+        docs.append(Doc(obj, "resources", index))
+    if errors:
+        raise DkpError("; ".join(errors), errors=errors)
+    return docs
+
+
+def check_owner(owner):
+    if not owner or not _LABEL_VALUE_RE.match(owner):
+        raise DkpError("owner %r is not a valid label value: up to 63 letters, digits, '-', '_' and '.', starting "
+                       "and ending with a letter or digit (for example 'gitops-prod')" % (owner,))
+
+
+def _err(doc, message):
+    return "%s (%s %s): %s" % (doc.where, doc.kind or "?", doc.name or "?", message)
+
+
+def _validate_doc(doc):
+    """Problems of one document on its own (no cluster needed)."""
+    obj = doc.obj
+    if not isinstance(obj, dict):
+        return ["%s: is a %s, not a Kubernetes object" % (doc.where, type(obj).__name__)]
+    kind = obj.get("kind")
+    if kind not in ORDER:
+        return ["%s: unknown kind %r: a desired state holds only %s" % (doc.where, kind, ", ".join(ORDER))]
+    errors = []
+    api_version = obj.get("apiVersion")
+    if api_version is not None and not str(api_version).startswith("deckhouse.io/"):
+        errors.append(_err(doc, "apiVersion %r is not deckhouse.io/..." % api_version))
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or not meta.get("name"):
+        return errors + ["%s: %s without metadata.name" % (doc.where, kind)]
+    what = "module name" if kind in ("ModuleConfig", "ModulePullOverride") else "%s name" % kind
+    if check_name(meta["name"], what) and not (kind == "ModuleConfig" and meta["name"] == "global"):
+        errors.append(_err(doc, check_name(meta["name"], what)))
+    for key in ("labels", "annotations"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            errors.append(_err(doc, "metadata.%s must be a mapping" % key))
+    spec = obj.get("spec")
+    if spec is not None and not isinstance(spec, dict):
+        return errors + [_err(doc, "spec must be a mapping")]
+    spec = spec or {}
+    if kind == "ModuleConfig":
+        if spec.get("settings") and spec.get("version") is None:
+            errors.append(_err(doc, "spec.settings without spec.version: DKP rejects that; set spec.version to the "
+                                    "module's settings schema version (for example 1)"))
+        if spec.get("version") is not None and (not isinstance(spec["version"], int) or isinstance(spec["version"], bool)
+                                                or spec["version"] < 1):
+            errors.append(_err(doc, "spec.version must be a positive integer, got %r" % (spec["version"],)))
+        if "enabled" in spec and not isinstance(spec["enabled"], bool):
+            errors.append(_err(doc, "spec.enabled must be true or false, got %r" % (spec["enabled"],)))
+        if spec.get("settings") is not None and not isinstance(spec["settings"], dict):
+            errors.append(_err(doc, "spec.settings must be a mapping"))
+        if spec.get("maintenance") not in (None, "NoResourceReconciliation"):
+            errors.append(_err(doc, "spec.maintenance must be NoResourceReconciliation or absent, got %r"
+                                    % (spec["maintenance"],)))
+    elif kind == "ModuleSource":
+        registry = spec.get("registry") if isinstance(spec.get("registry"), dict) else {}
+        if not registry.get("repo"):
+            errors.append(_err(doc, "spec.registry.repo is required"))
+        else:
+            try:
+                registry_host(registry["repo"])
+            except DkpError as e:
+                errors.append(_err(doc, e.msg))
+        if registry.get("scheme") not in (None, "HTTP", "HTTPS"):
+            errors.append(_err(doc, "spec.registry.scheme must be HTTP or HTTPS"))
+    elif kind == "ModuleUpdatePolicy":
+        update = spec.get("update") if isinstance(spec.get("update"), dict) else {}
+        if update.get("mode") not in (None, "Auto", "Manual", "AutoPatch"):
+            errors.append(_err(doc, "spec.update.mode must be Auto, Manual or AutoPatch, got %r" % (update["mode"],)))
+    elif kind == "ModulePullOverride":
+        tag = spec.get("imageTag")
+        if not isinstance(tag, str) or not _TAG_RE.match(tag):
+            errors.append(_err(doc, "spec.imageTag must be an image tag, got %r" % (tag,)))
+    return errors
+
+
+def validate(docs, client=None):
+    """Refuse the whole state before any write; every problem is reported, each with file and document."""
+    errors = []
+    seen = {}
+    for doc in docs:
+        problems = _validate_doc(doc)
+        errors += problems
+        if problems:
+            continue
+        key = (doc.kind, doc.name)
+        if key in seen:
+            errors.append("%s: duplicate %s %s (first declared in %s)" % (doc.where, doc.kind, doc.name,
+                                                                        seen[key].where))
+        else:
+            seen[key] = doc
+    if not errors and client is not None:
+        errors += _check_references(docs, client)
+    if errors:
+        raise DkpError("The desired state is invalid; nothing was written:\n- " + "\n- ".join(errors), errors=errors)
+
+
+def _check_references(docs, client):
+    """A ModuleConfig's updatePolicy/source must be declared or exist in the cluster."""
+    declared = {(d.kind, d.name) for d in docs}
+    errors = []
+    cache = {}
+    for doc in docs:
+        if doc.kind != "ModuleConfig":
+            continue
+        spec = doc.obj.get("spec") or {}
+        for field, kind in (("updatePolicy", "ModuleUpdatePolicy"), ("source", "ModuleSource")):
+            ref = spec.get(field)
+            if not ref or (kind, ref) in declared:
+                continue
+            if (kind, ref) not in cache:
+                cache[(kind, ref)] = client.get(kind, ref) is not None
+            if not cache[(kind, ref)]:
+                errors.append(_err(doc, "spec.%s names %s %s, which no document declares and the cluster does not "
+                                        "have" % (field, kind, ref)))
+    return errors
+
+
+def secret_values(docs):
+    """Values to register as no_log before anything is printed: dockerCfg and secret-looking settings."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if is_sensitive_key(key) and isinstance(value, (str, int, float)) and not isinstance(value, bool) \
+                        and str(value):
+                    found.append(str(value))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    for doc in docs:
+        walk(doc.obj)
+    return [v for v in found if len(v) > 3]
+
+
+def _clean(obj):
+    """The declared object without server-owned fields."""
+    obj = copy.deepcopy(obj)
+    obj.pop("status", None)
+    meta = obj.setdefault("metadata", {})
+    for key in list(meta):
+        if key not in ("name", "labels", "annotations"):
+            meta.pop(key)
+    kind = KINDS[obj["kind"]]
+    obj["apiVersion"] = kind.api_version  # the served version this collection speaks
+    obj.setdefault("spec", {})
+    return obj
+
+
+class Planner:
+    """Desired objects of the state, computed on top of the live ones with the per-kind rules."""
+
+    def __init__(self, owner, allow_disabling=False):
+        self.owner = owner
+        self.allow_disabling = allow_disabling
+
+    def desired(self, doc, live):
+        declared = _clean(doc.obj)
+        base = live or {"apiVersion": declared["apiVersion"], "kind": declared["kind"],
+                        "metadata": {"name": declared["metadata"]["name"]}}
+        meta = declared["metadata"]
+        overlay_meta = {"labels": dict(meta.get("labels") or {}, **{OWNER_LABEL: self.owner})}
+        if meta.get("annotations"):
+            overlay_meta["annotations"] = meta["annotations"]
+        spec = declared.get("spec") or {}
+        kind = declared["kind"]
+        if kind == "ModuleSource":
+            spec = copy.deepcopy(spec)
+            registry = spec.get("registry") or {}
+            live_registry = ((live or {}).get("spec") or {}).get("registry") or {}
+            if "dockerCfg" in registry:
+                # Compared by value: the same credentials written differently are not a change.
+                registry["dockerCfg"] = desired_docker_config(live_registry.get("dockerCfg"),
+                                                              registry_host(registry["repo"]),
+                                                              docker_config=registry["dockerCfg"] or "")
+        wanted = deep_merge(base, {"metadata": overlay_meta, "spec": spec})
+        if kind == "ModuleConfig" and spec.get("enabled") is False and self.allow_disabling:
+            wanted = deep_merge(wanted, {"metadata": {"annotations": {ALLOW_DISABLING_ANNOTATION: "true"}}})
+        if kind == "ModuleSource":
+            violation = deckhouse_owned_violation(live, merge_patch_between(managed_view(live), managed_view(wanted)))
+            if violation:
+                raise DkpError("%s: %s" % (doc.where, violation))
+        return wanted
+
+
+def _paths(patch, prefix=""):
+    """Dotted paths a merge patch touches (what the plan lists as changes)."""
+    out = []
+    for key, value in (patch or {}).items():
+        path = prefix + str(key)
+        if isinstance(value, dict) and value:
+            out += _paths(value, path + ".")
+        else:
+            out.append(path)
+    return out
+
+
+def redacted_view(kind, obj):
+    return redact_sensitive(redact(managed_view(obj), SECRET_PATHS.get(kind, ()))) if obj else {}
+
+
+class _Prefetched:
+    """A client whose first GET of one object is answered from the kind's LIST (saves a request per
+    object); every later read (after a 409) and every write goes to the API."""
+
+    def __init__(self, client, live):
+        self._client = client
+        self._live = live
+        self._used = False
+
+    def get(self, kind, name, namespace=None):
+        if not self._used:
+            self._used = True
+            return copy.deepcopy(self._live)
+        return self._client.get(kind, name, namespace)
+
+    def __getattr__(self, attr):
+        return getattr(self._client, attr)
+
+
+class Converger:
+    def __init__(self, client, docs, owner, check_mode=False, diff=False, prune=False, allow_disabling=False,
+                 workers=4):
+        self.client = client
+        self.docs = docs
+        self.owner = owner
+        self.check_mode = check_mode
+        self.diff = diff
+        self.prune = prune
+        self.allow_disabling = allow_disabling
+        self.workers = max(1, int(workers))
+        self.planner = Planner(owner, allow_disabling)
+        self.live = {}
+
+    def _list(self, kind):
+        try:
+            items, _rv = self.client.list(kind)
+        except ApiError as e:
+            if e.reason == "NotServed" and not any(d.kind == kind for d in self.docs):
+                return {}
+            raise
+        return {i["metadata"]["name"]: i for i in items}
+
+    def read(self):
+        """One LIST per kind that matters; also checks that every declared kind is served."""
+        kinds = set(d.kind for d in self.docs)
+        if self.prune:
+            kinds |= set(ORDER)
+        for kind in ORDER:
+            if kind in kinds:
+                self.live[kind] = self._list(kind)
+
+    def prunable(self):
+        declared = {(d.kind, d.name) for d in self.docs}
+        out = []
+        for kind in reversed(ORDER):  # dependants first: a policy in use cannot be deleted
+            for name, obj in sorted(self.live.get(kind, {}).items()):
+                labels = (obj.get("metadata") or {}).get("labels") or {}
+                if labels.get(OWNER_LABEL) == self.owner and (kind, name) not in declared:
+                    out.append(obj)
+        return out
+
+    def preflight(self):
+        """Refusals that need the live state, all before the first write."""
+        errors = []
+        for doc in self.docs:
+            if doc.kind != "ModuleConfig":
+                continue
+            live = self.live.get("ModuleConfig", {}).get(doc.name)
+            spec = doc.obj.get("spec") or {}
+            disabling = spec.get("enabled") is False and ((live or {}).get("spec") or {}).get("enabled") is not False
+            if disabling:
+                problem = self._confirmation_needed(doc.name, live, doc.obj)
+                if problem:
+                    errors.append(_err(doc, problem))
+        if self.prune:
+            for obj in self.prunable():
+                if obj["kind"] == "ModuleConfig":
+                    problem = self._confirmation_needed(obj["metadata"]["name"], obj, None, pruning=True)
+                    if problem:
+                        errors.append("prune ModuleConfig %s: %s" % (obj["metadata"]["name"], problem))
+        if errors:
+            raise DkpError("The desired state cannot be applied; nothing was written:\n- " + "\n- ".join(errors),
+                           errors=errors)
+
+    def _confirmation_needed(self, name, live, declared, pruning=False):
+        if self.allow_disabling:
+            return None
+        for obj in (live, declared):
+            annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
+            if annotations.get(ALLOW_DISABLING_ANNOTATION) == "true":
+                return None
+        if pruning and ((live or {}).get("spec") or {}).get("enabled") is False:
+            return None
+        module = self.client.get("Module", name)
+        opts = ((module or {}).get("properties") or {}).get("disableOptions") or {}
+        if not opts.get("confirmation"):
+            return None
+        return ("%s would disable module %s, whose disabling DKP asks to confirm (%s); set allow_disabling: true "
+                "(or the %s=true annotation) if you are sure" % ("pruning" if pruning else "spec.enabled: false",
+                                                                 name, opts.get("message") or "confirmation required",
+                                                                 ALLOW_DISABLING_ANNOTATION))
+
+    def _plan_one(self, doc):
+        live = self.live.get(doc.kind, {}).get(doc.name)
+        wanted = self.planner.desired(doc, live)
+        patch = merge_patch_between(managed_view(live), managed_view(wanted)) if live else None
+        action = "created" if live is None else ("updated" if patch else "unchanged")
+        changes = _paths(patch) if patch else ([] if live else ["(new object)"])
+        entry = {"kind": doc.kind, "name": doc.name, "action": action, "source": doc.where,
+                 "changes": [c for c in changes if c != "metadata.resourceVersion"]}
+        if action == "updated":
+            entry["changed_by"] = field_managers(live, entry["changes"])
+        return entry
+
+    def plan(self):
+        entries = [self._plan_one(d) for kind in ORDER for d in self.docs if d.kind == kind]
+        if self.prune:
+            entries += [{"kind": o["kind"], "name": o["metadata"]["name"], "action": "pruned", "source": None,
+                         "changes": ["(delete)"]} for o in self.prunable()]
+        return entries
+
+    def _apply_one(self, doc):
+        live = self.live.get(doc.kind, {}).get(doc.name)
+        res = ensure(_Prefetched(self.client, live), doc.kind, doc.name, lambda obj: self.planner.desired(doc, obj),
+                     check_mode=self.check_mode)
+        action = "created" if res.method == "create" else ("updated" if res.changed else "unchanged")
+        entry = {"kind": doc.kind, "name": doc.name, "action": action, "source": doc.where}
+        if self.diff and res.changed:
+            entry["diff"] = {"before_header": "%s/%s" % (doc.kind, doc.name),
+                             "after_header": "%s/%s" % (doc.kind, doc.name),
+                             "before": redacted_view(doc.kind, res.before), "after": redacted_view(doc.kind, res.after)}
+        return entry, res.after
+
+    def _prune_one(self, obj):
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if kind == "ModuleConfig" and self.allow_disabling:
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            if annotations.get(ALLOW_DISABLING_ANNOTATION) != "true":
+                ensure(self.client, kind, name,
+                       lambda o: deep_merge(o, {"metadata": {"annotations": {ALLOW_DISABLING_ANNOTATION: "true"}}}),
+                       check_mode=self.check_mode)
+        self.client.delete(kind, name, dry_run=self.check_mode)
+        entry = {"kind": kind, "name": name, "action": "pruned", "source": None}
+        if self.diff:
+            entry["diff"] = {"before_header": "%s/%s" % (kind, name), "after_header": "(deleted)",
+                             "before": redacted_view(kind, obj), "after": {}}
+        return entry
+
+    def _pool_map(self, fn, items):
+        if len(items) <= 1 or self.workers == 1:
+            return [fn(i) for i in items]
+        _ = self.client.pool  # build the shared pool before the threads race to create it
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(fn, items))
+
+    def apply(self):
+        """Converge kind by kind in ORDER; returns (entries, {(kind, name): object after})."""
+        entries, after = [], {}
+        for kind in ORDER:
+            docs = [d for d in self.docs if d.kind == kind]
+            try:
+                done = self._pool_map(self._apply_one, docs)
+            except DkpError as e:
+                raise DkpError("%s; objects before this one in dependency order were converged" % e.msg,
+                               results=entries, **e.details)
+            for (entry, obj), doc in zip(done, docs):
+                entries.append(entry)
+                after[(kind, doc.name)] = obj
+        if self.prune:
+            # Sequential and dependants first, so DKP never sees a policy deleted under a config.
+            for obj in self.prunable():
+                entries.append(self._prune_one(obj))
+        return entries, after
+
+
+def summarize(entries):
+    summary = {a: 0 for a in ACTIONS}
+    for e in entries:
+        summary[e["action"]] = summary.get(e["action"], 0) + 1
+    summary["total"] = len(entries)
+    return summary
+
+
+def plan_markdown(plan, summary, title="DKP desired state plan", commit=None):
+    """The plan as Markdown fit for a merge-request comment (no secret values: only field paths)."""
+    lines = ["### %s" % title, ""]
+    if commit:
+        lines += ["Commit: `%s`" % commit, ""]
+    lines.append("%d to create, %d to update, %d unchanged, %d to prune." % (
+        summary.get("created", 0), summary.get("updated", 0), summary.get("unchanged", 0), summary.get("pruned", 0)))
+    changing = [p for p in plan if p["action"] != "unchanged"]
+    if changing:
+        lines += ["", "| Action | Kind | Name | Fields |", "|---|---|---|---|"]
+        for p in changing:
+            fields = ", ".join("`%s`" % c for c in p.get("changes") or []) or "-"
+            lines.append("| %s | %s | %s | %s |" % (p["action"], p["kind"], p["name"], fields))
+    else:
+        lines += ["", "No changes: the cluster matches the desired state."]
+    return "\n".join(lines) + "\n"
+
+
+def field_managers(obj, paths, ignore=()):
+    """Who owns each drifted field, from managedFields (the deepest recorded prefix of each path that goes at
+    least as deep as `spec.<field>`), for drift reports."""
+    managers = []
+    for entry in ((obj or {}).get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") in ignore:
+            continue
+        fields = entry.get("fieldsV1") or {}
+        touched = []
+        for path in paths:
+            parts = path.split(".")
+            node, depth = fields, 0
+            for part in parts:
+                key = "f:" + part
+                if isinstance(node, dict) and key in node:
+                    node, depth = node[key], depth + 1
+                else:
+                    break
+            if depth >= min(2, len(parts)):
+                touched.append(path)
+        if touched:
+            managers.append({"manager": entry.get("manager"), "operation": entry.get("operation"),
+                             "time": entry.get("time"), "fields": touched})
+    return managers
+
+MPO_READY_MESSAGE = "Ready"
+MPO_FAILURES = ("The module is embedded", "The module disabled", "The module not found", "The source not found",
+                "The module does not have an active source", "Download error", "validation failed")
+
+
+def _wait_targets(docs, entries, before):
+    """(kind, name, predicate, failure, describe) for every declared object worth waiting for."""
+    actions = {(e["kind"], e["name"]): e["action"] for e in entries}
+    targets = []
+    for doc in docs:
+        spec = doc.obj.get("spec") or {}
+        changed = actions.get((doc.kind, doc.name)) in ("created", "updated")
+        old = ((before.get(doc.kind) or {}).get(doc.name) or {}).get("status") or {}
+        if doc.kind == "ModuleConfig" and isinstance(spec.get("enabled"), bool) and doc.name != "global":
+            if spec["enabled"]:
+                def ready(mod):
+                    s = module_summary(mod) if mod else None
+                    return bool(s and s["enabled_by_config"] and s["ready"])
+
+                def failure(mod, name=doc.name):
+                    phase = ((mod or {}).get("status") or {}).get("phase")
+                    if phase in MODULE_FAILED_PHASES:
+                        return "Module %s cannot become Ready: %s" % (name, describe_module(mod))
+                    return None
+            else:
+                def ready(mod):
+                    return mod is None or (not is_true(condition(mod, "EnabledByModuleConfig"))
+                                           and not is_true(condition(mod, "IsReady")))
+                failure = None
+            targets.append(("Module", doc.name, ready, failure, describe_module))
+        elif doc.kind == "ModuleSource":
+            def synced(src, changed=changed, old_sync=old.get("syncTime")):
+                sync = ((src or {}).get("status") or {}).get("syncTime")
+                return bool(sync) and (not changed or old_sync is None or sync != old_sync)
+            targets.append(("ModuleSource", doc.name, synced, None,
+                            lambda o: "syncTime %s" % (((o or {}).get("status") or {}).get("syncTime") or "never")))
+        elif doc.kind == "ModulePullOverride":
+            def deployed(mpo, changed=changed, old=old):
+                status = (mpo or {}).get("status") or {}
+                if status.get("message") != MPO_READY_MESSAGE or not status.get("imageDigest"):
+                    return False
+                return (not changed or not old or status.get("imageDigest") != old.get("imageDigest")
+                        or status.get("updatedAt") != old.get("updatedAt"))
+
+            def mpo_failure(mpo):
+                message = ((mpo or {}).get("status") or {}).get("message") or ""
+                return message if message.startswith(MPO_FAILURES) else None
+            targets.append(("ModulePullOverride", doc.name, deployed, mpo_failure,
+                            lambda o: "message %r, digest %s" % (((o or {}).get("status") or {}).get("message"),
+                                                                 ((o or {}).get("status") or {}).get("imageDigest"))))
+    return targets
+
+
+def wait_all(client, docs, entries, before, timeout, tick=2.0, clock=time.monotonic, sleep=time.sleep,
+             grace=10.0):
+    """Wait for every target at once: each tick is one LIST per kind involved (not one watch per object),
+    so 200 modules cost the same as one. API errors (an apiserver restart, Deckhouse's webhook down) are
+    ridden through until the deadline; the timeout names every object not ready with its last state."""
+    targets = _wait_targets(docs, entries, before)
+    if not targets:
+        return []
+    kinds = sorted(set(t[0] for t in targets))
+    deadline = clock() + timeout
+    started = clock()
+    pending = {(t[0], t[1]): t for t in targets}
+    last = {}
+    done = []
+    last_error = None
+    while True:
+        try:
+            listed = {}
+            for kind in kinds:
+                items, _rv = client.list(kind)
+                listed[kind] = {i["metadata"]["name"]: i for i in items}
+            configs = {}
+            if any(k == "Module" for k in kinds):
+                items, _rv = client.list("ModuleConfig")
+                configs = {i["metadata"]["name"]: i for i in items}
+            last_error = None
+        except DkpError as e:
+            last_error = e.msg
+            listed = None
+        if listed is not None:
+            for key in list(pending):
+                kind, name, ready, failure, describe = pending[key]
+                obj = listed[kind].get(name)
+                last[key] = describe(obj)
+                if ready(obj):
+                    done.append({"kind": kind, "name": name, "state": last[key]})
+                    del pending[key]
+                    continue
+                # A failure already present before the write gets a short grace: Deckhouse may not have
+                # processed our change yet.
+                message = failure(obj) if failure else None
+                if kind == "Module" and not message:
+                    error = config_error(configs.get(name))
+                    message = "ModuleConfig %s reports: %s" % (name, error) if error else None
+                if message and clock() - started >= grace:
+                    raise DkpError(message, last_state=last[key], waited=done)
+        if not pending:
+            return done
+        if clock() >= deadline:
+            states = ["%s %s: %s" % (k[0], k[1], last.get(k, "never read")) for k in sorted(pending)]
+            raise DkpError("Timed out after %ss waiting for %d of %d objects; last observed: %s%s" % (
+                int(timeout), len(pending), len(targets), "; ".join(states),
+                " (last API error: %s)" % last_error if last_error else ""),
+                last_state=states, waited=done)
+        sleep(max(0.05, min(tick, deadline - clock())))
+
+
+__all__ = ["ORDER", "OWNER_LABEL", "NO_LOG_MARKER", "load", "validate", "Converger", "summarize", "plan_markdown",
+           "field_managers", "secret_values", "check_owner", "wait_all"]
