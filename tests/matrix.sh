@@ -108,10 +108,11 @@ for minor in "${minors[@]}"; do
             smoke)
                 # ansible_run.py starts ansible-playbook from the interpreter's own bin/, so the
                 # playbooks run on this ansible-core too.
+                echo "matrix: smoke with $("$(dirname "$py")/ansible-playbook" --version | head -n 1)"
                 while read -r sel; do
                     case $sel in '' | '#'*) continue ;; esac
                     echo "matrix: smoke: pytest $sel"
-                    (cd "$ROOT" && eval "PATH=\"$(dirname "$py"):\$PATH\" \"$py\" -m pytest -q -p no:cacheprovider $sel") || src=$?
+                    (cd "$ROOT" && eval "PATH=\"$(dirname "$py"):\$PATH\" \"$py\" -m pytest -q -p no:cacheprovider $sel" </dev/null) || src=$?
                 done <"$ROOT/tests/matrix/smoke.txt"
                 ;;
         esac

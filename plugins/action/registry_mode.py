@@ -52,8 +52,8 @@ def controller_client(args):
     spec = {k: copy.deepcopy(v) for k, v in CONNECTION_ARG_SPEC.items() if k not in REGISTRY_OWNED}
     params = {k: v for k, v in args.items() if k in spec}
     validated = ArgumentSpecValidator(spec).validate(params)
-    if validated.errors:
-        raise AnsibleActionFail("connection options: %s" % "; ".join(str(e) for e in validated.errors))
+    if validated.error_messages:
+        raise AnsibleActionFail("connection options: %s" % "; ".join(validated.error_messages))
     values = dict(validated.validated_parameters)
     values.update({k: None for k in REGISTRY_OWNED})
     return DkpClient(values)

@@ -28,7 +28,6 @@ import time
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_resource
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import condition, strip_server_fields
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitTimeout, wait_for
 
 # Module names are kebab-case DNS labels (ModuleConfig name == module name).
 MODULE_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -298,8 +297,12 @@ def config_wait_target(enabled, spec_after):
     return "bundle"
 
 
-def wait_config_applied(client, name, target, before_module, res, timeout, grace, clock=time.monotonic):
+def wait_config_applied(client, name, target, before_module, res, timeout, grace, wait_for, timeout_error,
+                        clock=time.monotonic):
     """Wait on the one engine until Deckhouse applied the ModuleConfig write `res` (dkp_resource.EnsureResult).
+
+    `wait_for`/`timeout_error` are dkp_wait.wait_for and dkp_wait.WaitTimeout, passed in so that the many modules
+    importing this file for names and summaries do not ship the wait engine (AnsiballZ bundles every import).
 
     Returns {module, processed, evidence, ready}: `processed` is True with the `evidence` that Deckhouse handled
     the write (see the module docstring), False when DKP showed none within the settle window (then `ready` is
@@ -307,14 +310,22 @@ def wait_config_applied(client, name, target, before_module, res, timeout, grace
     """
     start = clock()
     before_error = config_error(res.before)
+    judged = target != "disabled"  # a module being switched off may show errors on its way down
+    # A hook error that predates the write is a stale state the engine does not judge: when Deckhouse leaves
+    # it exactly as it was for longer than the grace window, our change did not cure it.
+    stale_hook_error = judged and res.changed and before_module is not None and transient_failure(name, before_module)
 
     def config_tick():
         error = config_error(client.get("ModuleConfig", name))
         if error and (error != before_error or clock() - start > STALE_CONFIG_ERROR_GRACE):
             return "ModuleConfig %s reports: %s" % (name, error)
+        if stale_hook_error and clock() - start >= grace:
+            mod = client.get("Module", name)
+            if mod is not None and change_evidence(before_module, mod) is None:
+                return ("%s, unchanged for %ds after this change (longer than the grace of %ds): Deckhouse has not "
+                        "cleared it" % (stale_hook_error, int(clock() - start), int(grace)))
         return None
 
-    judged = target != "disabled"  # a module being switched off may show errors on its way down
     kwargs = dict(describe=describe_module, tick=config_tick, grace=grace,
                   failure=(lambda m: stuck_failure(name, m)) if judged else None,
                   transient=(lambda m: transient_failure(name, m)) if judged else None)
@@ -340,7 +351,7 @@ def wait_config_applied(client, name, target, before_module, res, timeout, grace
         # Settings-only change of a module already in the target state: DKP may show nothing at all.
         try:
             wait_for(client, "Module", name, lambda m: True, min(SETTLE_SECONDS, timeout), fresh=fresh, **kwargs)
-        except WaitTimeout:
+        except timeout_error:
             return outcome(client.get("Module", name), False, None)
         timeout = max(1.0, timeout - (clock() - start))
     mod = wait_for(client, "Module", name, reached, timeout, fresh=fresh, **kwargs)

@@ -254,8 +254,8 @@ class _Waiter:
             if self.all_done():
                 return
             now = self.clock()
-            if now >= self.deadline:
-                raise self.timeout_error()
+            if now >= self.deadline and (self.objs or rv is not None or self.last_error):
+                raise self.timeout_error()  # (a zero timeout still reads once)
             for name in list(self.transient_since):
                 self.check_grace(name)
             phase = "tick"

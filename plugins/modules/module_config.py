@@ -209,7 +209,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules imp
     wait_config_applied,
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import deep_merge, diff_view, ensure, ensure_absent
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC, WaitTimeout, wait_for
 
 
 def validate(params):
@@ -315,7 +315,7 @@ class ModuleConfigModule(ResourceModule):
             return None
         target = config_wait_target(p.get("enabled"), (res.after or {}).get("spec"))
         out = wait_config_applied(self.client, p["name"], target, self.module_before(), res,
-                                  p["wait_timeout"], p["wait_grace"])
+                                  p["wait_timeout"], p["wait_grace"], wait_for, WaitTimeout)
         if out["processed"] is False:
             self.warn("Deckhouse shows no evidence of having processed this change of ModuleConfig %s (DKP reports "
                       "none for a settings change of a module that stays %s); the Module's state may predate it. "

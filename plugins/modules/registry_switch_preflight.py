@@ -113,9 +113,9 @@ options:
   confirm_restart:
     description:
       - Accept a switch that restarts every DKP component (the first switch away from Unmanaged, or a change in
-        Unmanaged mode). Without it such a switch is a blocker (RV(restart_gate)).
+        Unmanaged mode). V(false) makes such a switch a blocker; unset, the gate is only reported in
+        RV(restart_gate) (the behaviour of the old C(preflight) name).
     type: bool
-    default: false
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
@@ -464,7 +464,7 @@ def plan_switch(client, params, config, state, checks):
     gate = {"needed": bool(out["restart"].get("all_components")) and not out["resuming"],
             "confirmed": bool(params["confirm_restart"]), "reason": out["restart"].get("reason")}
     out["restart_gate"] = gate
-    if gate["needed"] and not gate["confirmed"]:
+    if gate["needed"] and params["confirm_restart"] is False:
         blockers.append("confirm_restart: %s. That interrupts the whole platform for a while: plan a window, then "
                         "confirm the restart (confirm_restart: true; role: registry_switch_confirm_restart: true)"
                         % gate["reason"])
@@ -549,7 +549,7 @@ def main():
             image_check_mode=dict(type="str", choices=["Default", "Relax"]),
             ttl=dict(type="str", no_log=False),
             dry_run=dict(type="bool", default=True),
-            confirm_restart=dict(type="bool", default=False),
+            confirm_restart=dict(type="bool"),
         ),
         supports_check_mode=True,
         non_negative_params=("queue_wait_timeout", "leader_wait_timeout", "module_wait_timeout"),

@@ -65,7 +65,7 @@ class Converter:
     def link(self, text, url, here):
         if re.match(r'^[a-z]+://', url) or url.startswith('mailto:'):
             return '`%s <%s>`__' % (escape(text), url)
-        path, _, anchor = url.partition('#')
+        path, anchor = (url.split('#', 1) + [''])[:2]
         target = self.guides.get(os.path.basename(path)) if path else here
         if target is not None and (not path or os.path.dirname(path) in ('', '.')):
             label = PREFIX + target + ('.' + anchor if anchor else '')

@@ -30,6 +30,11 @@ Layout of the cluster folder (default ``<repo>/.local/cluster``):
     exec/           working directory of commands run by ``kubectl exec`` in kwok pods
     simulator.json  written by the simulator when it is ready
 
+Parts: ``launcher/pki.py`` (certificates, kubeconfigs), ``launcher/processes.py`` (start,
+stop, pids.json), ``launcher/kwok.py`` (kwok stages, Node, curl shim), ``tcpproxy.py`` (the
+apiserver proxy), ``versions.py`` (DKP 1.75/1.76 differences). This file: binaries, setup
+requests, ``up``/``down``/``restart_apiserver`` and the CLI.
+
 Binaries: ``--bin-dir`` if given; otherwise the folder printed by
 ``tests/k8s/build_bins.sh`` (fast when its cache is warm), except that kube-apiserver
 and etcd come from ``$KUBEBUILDER_ASSETS`` when that folder holds both.
@@ -38,14 +43,10 @@ and etcd come from ``$KUBEBUILDER_ASSETS`` when that folder holds both.
 from __future__ import annotations
 
 import argparse
-import base64
-import datetime
 import http.client
-import ipaddress
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -56,10 +57,18 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-try:  # imported as harness.cluster (tests) or run as tests/harness/cluster.py
-    from harness import versions as dkp_versions
-except ImportError:  # pragma: no cover - script mode: tests/harness is sys.path[0]
-    import versions as dkp_versions  # type: ignore[no-redef]
+if __package__ in (None, ""):  # run as tests/harness/cluster.py: make `harness` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness import versions as dkp_versions  # noqa: E402
+from harness.launcher import ClusterError  # noqa: E402
+from harness.launcher.kwok import (DECKHOUSE_DEBUG_ADDR, EXEC_NAMESPACES, NODE_NAME,  # noqa: E402,F401
+                                   _kwok_config, _node_manifest, _write_shim)
+from harness.launcher.pki import SERVICE_IP, make_pki, write_kubeconfig  # noqa: E402,F401
+from harness.launcher.processes import (  # noqa: E402,F401 - _alive, read_state: used by tests
+    _CHILDREN, STOP_TIMEOUT, _alive, _check_alive, _reap, _signal_and_wait, _start, _stop_processes, _tail,
+    _write_state)
+from harness.launcher.processes import read_state as _read_state  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 HARNESS = REPO / "tests" / "harness"
@@ -69,27 +78,11 @@ ADMISSION_DIR = HARNESS / "admission"
 AUDIT_POLICY = HARNESS / "audit-policy.yaml"
 BUILD_SCRIPT = REPO / "tests" / "k8s" / "build_bins.sh"
 
-# The kwok node every Deckhouse pod of the simulator runs on.
-NODE_NAME = "master-0"
-# Namespaces whose pods accept `exec` (run on this host, in <dir>/exec, by kwok).
-EXEC_NAMESPACES = ("d8-system", "dkp-exec")
-# Deckhouse's debug API port inside the real deckhouse container.
-DECKHOUSE_DEBUG_ADDR = "127.0.0.1:9652"
 FACTS_CONFIGMAP = ("d8-system", "d8-cluster-facts")
-SERVICE_CIDR = "10.222.0.0/16"
-SERVICE_IP = "10.222.0.1"
+SERVICE_CIDR = "10.222.0.0/16"  # SERVICE_IP (launcher.pki) is its first address
 
 READY_TIMEOUT = 60.0
 SIMULATOR_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
-
-
-class ClusterError(RuntimeError):
-    pass
-
-
-# Processes started by this Python process, so that `down` can reap them (no zombies).
-_CHILDREN: dict[int, subprocess.Popen] = {}
 
 
 @dataclass
@@ -142,25 +135,6 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-def _proc_start_time(pid: int) -> str | None:
-    """Start time of a process in clock ticks since boot (guards against PID reuse)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    # comm may contain spaces and parentheses: split after the last ')'.
-    rest = data[data.rfind(")") + 2:].split()
-    if len(rest) < 20 or rest[0] == "Z":
-        return None
-    return rest[19]
-
-
-def _alive(entry: dict) -> bool:
-    st = _proc_start_time(entry["pid"])
-    return st is not None and st == entry.get("start_time")
-
-
 # --------------------------------------------------------------------------- binaries
 
 
@@ -210,151 +184,6 @@ def k8s_version() -> str:
     except OSError:
         pass
     return "v1.36.0"
-
-
-# --------------------------------------------------------------------------- PKI
-
-
-def make_pki(pki: Path) -> None:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    pki.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    not_before = now - datetime.timedelta(hours=1)
-    not_after = now + datetime.timedelta(days=365)
-
-    def key():
-        return ec.generate_private_key(ec.SECP256R1())
-
-    def write_key(name: str, k) -> None:
-        (pki / name).write_bytes(
-            k.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            )
-        )
-        os.chmod(pki / name, 0o600)
-
-    def write_cert(name: str, c) -> None:
-        (pki / name).write_bytes(c.public_bytes(serialization.Encoding.PEM))
-
-    ca_key = key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dkp-harness-ca")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    write_key("ca.key", ca_key)
-    write_cert("ca.crt", ca)
-
-    def leaf(name: str, cn: str, orgs: list[str], server: bool) -> None:
-        k = key()
-        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-        attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name(attrs))
-            .issuer_name(ca_name)
-            .public_key(k.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before)
-            .not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True, content_commitment=False, key_encipherment=False,
-                    data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                    crl_sign=False, encipher_only=False, decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.ExtendedKeyUsage(
-                    [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-                ),
-                critical=False,
-            )
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-            )
-        )
-        if server:
-            b = b.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.DNSName("kubernetes.default.svc.cluster.local"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address(SERVICE_IP)),
-                    ]
-                ),
-                critical=False,
-            )
-        write_key(f"{name}.key", k)
-        write_cert(f"{name}.crt", b.sign(ca_key, hashes.SHA256()))
-
-    leaf("apiserver", "kube-apiserver", [], server=True)
-    leaf("admin", "kubernetes-admin", ["system:masters"], server=False)
-    leaf("controller-manager", "system:kube-controller-manager", ["system:masters"], server=False)
-    leaf("kwok", "system:kwok-controller", ["system:masters"], server=False)
-
-    sa = key()
-    write_key("sa.key", sa)
-    (pki / "sa.pub").write_bytes(
-        sa.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-def write_kubeconfig(path: Path, server: str, pki: Path, cert: str, user: str) -> None:
-    def b64(name: str) -> str:
-        return base64.b64encode((pki / name).read_bytes()).decode()
-
-    cfg = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "dkp-harness", "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}
-        ],
-        "users": [
-            {
-                "name": user,
-                "user": {
-                    "client-certificate-data": b64(f"{cert}.crt"),
-                    "client-key-data": b64(f"{cert}.key"),
-                },
-            }
-        ],
-        "contexts": [{"name": f"{user}@dkp-harness", "context": {"cluster": "dkp-harness", "user": user}}],
-        "current-context": f"{user}@dkp-harness",
-        "preferences": {},
-    }
-    path.write_text(json.dumps(cfg, indent=2) + "\n")  # JSON is valid YAML
-    os.chmod(path, 0o600)
 
 
 # --------------------------------------------------------------------------- REST
@@ -437,22 +266,9 @@ def load_manifests(folder: Path) -> list[dict]:
 # --------------------------------------------------------------------------- state
 
 
-def _state_path(d: Path) -> Path:
-    return d / "pids.json"
-
-
 def read_state(d: str | os.PathLike | None = None) -> dict | None:
-    p = _state_path(_dir(d))
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_state(d: Path, state: dict) -> None:
-    tmp = _state_path(d).with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    tmp.replace(_state_path(d))
+    """pids.json of the cluster in `d` (default .local/cluster), or None."""
+    return _read_state(_dir(d))
 
 
 def running(d: str | os.PathLike | None = None) -> bool:
@@ -483,404 +299,6 @@ def info(d: str | os.PathLike | None = None) -> ClusterInfo:
         ports=state.get("ports", {}),
         dkp_version=state.get("dkp_version", dkp_versions.DEFAULT),
     )
-
-
-# --------------------------------------------------------------------------- processes
-
-
-def _start(d: Path, state: dict, name: str, cmd: list[str], env: dict | None = None,
-           cwd: Path | None = None) -> subprocess.Popen:
-    logf = open(d / "logs" / f"{name}.log", "ab")
-    try:
-        proc = subprocess.Popen(
-            [str(c) for c in cmd],
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            cwd=str(cwd) if cwd else None,
-        )
-    finally:
-        logf.close()
-    _CHILDREN[proc.pid] = proc
-    st = _proc_start_time(proc.pid)
-    for dummy in range(50):  # /proc entry appears at once, but be safe
-        if st:
-            break
-        time.sleep(0.01)
-        st = _proc_start_time(proc.pid)
-    entry = {"name": name, "pid": proc.pid, "pgid": proc.pid, "start_time": st,
-             "cmd": [str(c) for c in cmd[:1]], "argv": [str(c) for c in cmd]}
-    procs = state["processes"]
-    old = next((i for i, e in enumerate(procs) if e["name"] == name), None)
-    if old is None:
-        procs.append(entry)
-    else:  # a restart (restart-apiserver): the entry keeps its place in the stop order
-        procs[old] = entry
-    _write_state(d, state)
-    return proc
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _check_alive(d: Path, procs: dict[str, subprocess.Popen]) -> None:
-    for name, p in procs.items():
-        rc = p.poll()
-        if rc is not None:
-            raise ClusterError(
-                f"{name} exited with code {rc}; last lines of {d / 'logs' / (name + '.log')}:\n"
-                + _tail(d / "logs" / f"{name}.log")
-            )
-
-
-def _stop_processes(state: dict, timeout: float = STOP_TIMEOUT) -> None:
-    try:
-        _signal_and_wait(state, timeout)
-    finally:
-        for e in state.get("processes", []):
-            child = _CHILDREN.pop(e["pid"], None)
-            if child is not None:
-                try:
-                    child.wait(timeout=1)
-                except subprocess.TimeoutExpired:
-                    pass
-
-
-def _signal_and_wait(state: dict, timeout: float) -> None:
-    """Stop the recorded processes one by one in reverse start order.
-
-    Each leads its own session (process group): SIGTERM the group, wait up to `timeout`,
-    then SIGKILL it. Stopping kube-apiserver before etcd keeps both shutdowns short.
-    """
-    for e in reversed(state.get("processes", [])):
-        st = _proc_start_time(e["pid"])
-        if st is not None and st != e.get("start_time"):
-            continue  # the PID now belongs to another process: never touch it
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 3.0)):
-            try:
-                os.killpg(e["pgid"], sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                _reap()
-                if not (_alive(e) or _group_alive(e["pgid"])):
-                    break
-                time.sleep(0.02)
-            else:
-                continue  # still there: escalate
-            break
-
-
-def _group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process belongs to process group `pgid`."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                data = f.read().decode(errors="replace")
-        except OSError:
-            continue
-        rest = data[data.rfind(")") + 2:].split()
-        if len(rest) > 2 and rest[2] == str(pgid) and rest[0] not in ("Z", "X"):
-            return True
-    return False
-
-
-def _reap() -> None:
-    for pid, child in list(_CHILDREN.items()):
-        if child.poll() is not None:
-            _CHILDREN.pop(pid, None)
-
-
-# --------------------------------------------------------------------------- kwok
-
-
-def _kwok_config(d: Path, version: str) -> str:
-    import yaml
-
-    node_ready = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "harness-node-ready"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Node"},
-            "selector": {
-                "matchExpressions": [
-                    {
-                        "key": '.status.conditions.[] | select( .type == "Ready" ) | .status',
-                        "operator": "NotIn",
-                        "values": ["True"],
-                    }
-                ]
-            },
-            "next": {
-                "patches": [
-                    {
-                        "subresource": "status",
-                        "root": "status",
-                        "template": _NODE_STATUS_TEMPLATE.replace("@VERSION@", version),
-                    }
-                ]
-            },
-        },
-    }
-    pod_ready = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "harness-pod-ready"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
-                ]
-            },
-            "next": {
-                "patches": [
-                    {"subresource": "status", "root": "status", "template": _POD_STATUS_TEMPLATE}
-                ]
-            },
-        },
-    }
-    pod_delete = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "harness-pod-delete"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {"matchExpressions": [{"key": ".metadata.deletionTimestamp", "operator": "Exists"}]},
-            "next": {"delete": True},
-        },
-    }
-    cluster_exec = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "ClusterExec",
-        "metadata": {"name": "harness-exec"},
-        "spec": {
-            "selector": {"matchNamespaces": list(EXEC_NAMESPACES)},
-            "execs": [{"local": {"workDir": str(d / "exec")}}],
-        },
-    }
-    return yaml.safe_dump_all([node_ready, pod_ready, pod_delete, cluster_exec], sort_keys=False)
-
-
-_NODE_STATUS_TEMPLATE = """\
-{{ $now := Now }}
-conditions:
-{{ range NodeConditions }}
-- lastHeartbeatTime: {{ $now | Quote }}
-  lastTransitionTime: {{ $now | Quote }}
-  message: {{ .message | Quote }}
-  reason: {{ .reason | Quote }}
-  status: {{ .status | Quote }}
-  type: {{ .type | Quote }}
-{{ end }}
-addresses:
-- address: {{ NodeIP | Quote }}
-  type: InternalIP
-- address: {{ .metadata.name | Quote }}
-  type: Hostname
-daemonEndpoints:
-  kubeletEndpoint:
-    Port: {{ NodePort }}
-allocatable:
-  cpu: "4"
-  ephemeral-storage: 100Gi
-  memory: 8Gi
-  pods: "110"
-capacity:
-  cpu: "4"
-  ephemeral-storage: 100Gi
-  memory: 8Gi
-  pods: "110"
-nodeInfo:
-  architecture: amd64
-  bootID: ""
-  containerRuntimeVersion: containerd://1.7.27
-  kernelVersion: 6.1.0
-  kubeProxyVersion: @VERSION@
-  kubeletVersion: @VERSION@
-  machineID: ""
-  operatingSystem: linux
-  osImage: kwok
-  systemUUID: ""
-phase: Running
-"""
-
-_POD_STATUS_TEMPLATE = """\
-{{ $now := Now }}
-conditions:
-- lastTransitionTime: {{ $now | Quote }}
-  status: "True"
-  type: PodScheduled
-- lastTransitionTime: {{ $now | Quote }}
-  status: "True"
-  type: Initialized
-- lastTransitionTime: {{ $now | Quote }}
-  status: "True"
-  type: ContainersReady
-- lastTransitionTime: {{ $now | Quote }}
-  status: "True"
-  type: Ready
-{{ range .spec.readinessGates }}
-- lastTransitionTime: {{ $now | Quote }}
-  status: "True"
-  type: {{ .conditionType | Quote }}
-{{ end }}
-containerStatuses:
-{{ range .spec.containers }}
-- image: {{ .image | Quote }}
-  imageID: ""
-  name: {{ .name | Quote }}
-  ready: true
-  restartCount: 0
-  started: true
-  state:
-    running:
-      startedAt: {{ $now | Quote }}
-{{ end }}
-{{ with .spec.initContainers }}
-initContainerStatuses:
-{{ range . }}
-- image: {{ .image | Quote }}
-  imageID: ""
-  name: {{ .name | Quote }}
-  ready: true
-  restartCount: 0
-  state:
-    terminated:
-      exitCode: 0
-      finishedAt: {{ $now | Quote }}
-      reason: Completed
-      startedAt: {{ $now | Quote }}
-{{ end }}
-{{ end }}
-hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
-hostIPs:
-- ip: {{ NodeIPWith .spec.nodeName | Quote }}
-{{ $podIP := PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) }}
-podIP: {{ $podIP | Quote }}
-podIPs:
-- ip: {{ $podIP | Quote }}
-phase: Running
-startTime: {{ $now | Quote }}
-"""
-
-
-_SHIM_CURL = '''\
-#!{python}
-"""curl shim of the DKP test cluster (written by tests/harness/cluster.py).
-
-Deckhouse's debug API listens on {debug} inside the real deckhouse container; here
-kwok runs `exec` commands on the host, so that address is replaced by the simulator's
-control address from simulator.json before the real curl runs.
-"""
-import json, os, sys, urllib.error, urllib.parse, urllib.request
-
-SIM_JSON = {sim_json!r}
-REAL_CURL = {real_curl!r}
-DEBUG = {debug!r}
-
-
-def target():
-    try:
-        with open(SIM_JSON) as f:
-            url = json.load(f)["control_url"]
-    except (OSError, ValueError, KeyError):
-        return None
-    return urllib.parse.urlsplit(url).netloc
-
-
-def rewrite(args):
-    t = target()
-    if not t:
-        return args
-    return [a.replace(DEBUG, t).replace("localhost:9652", t) for a in args]
-
-
-def fallback(args):
-    """A tiny GET-only curl for machines without one: prints the body, curl exit codes."""
-    fail = any(a in ("-f", "--fail") or (a.startswith("-") and not a.startswith("--") and "f" in a)
-               for a in args)
-    urls = [a for a in args if a.startswith(("http://", "https://"))]
-    if not urls:
-        print("curl: no URL specified", file=sys.stderr)
-        return 2
-    try:
-        with urllib.request.urlopen(urls[0], timeout=30) as r:
-            sys.stdout.buffer.write(r.read())
-        return 0
-    except urllib.error.HTTPError as e:
-        if fail:
-            print(f"curl: (22) The requested URL returned error: {{e.code}}", file=sys.stderr)
-            return 22
-        sys.stdout.buffer.write(e.read())
-        return 0
-    except (urllib.error.URLError, OSError) as e:
-        print(f"curl: (7) Failed to connect: {{e}}", file=sys.stderr)
-        return 7
-
-
-if __name__ == "__main__":
-    args = rewrite(sys.argv[1:])
-    if REAL_CURL and os.access(REAL_CURL, os.X_OK):
-        os.execv(REAL_CURL, [REAL_CURL] + args)
-    sys.stdout.flush()
-    sys.exit(fallback(args))
-'''
-
-
-def _write_shim(d: Path) -> Path:
-    shim = d / "shim"
-    shim.mkdir(parents=True, exist_ok=True)
-    real = None
-    for p in os.environ.get("PATH", "").split(os.pathsep):
-        if p and Path(p).resolve() != shim.resolve():
-            c = Path(p) / "curl"
-            if c.is_file() and os.access(c, os.X_OK):
-                real = str(c)
-                break
-    if real is None and os.access("/usr/bin/curl", os.X_OK):
-        real = "/usr/bin/curl"
-    (shim / "curl").write_text(
-        _SHIM_CURL.format(
-            python=sys.executable, debug=DECKHOUSE_DEBUG_ADDR,
-            sim_json=str(d / "simulator.json"), real_curl=real or "",
-        )
-    )
-    os.chmod(shim / "curl", 0o755)
-    return shim
-
-
-def _node_manifest() -> dict:
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": NODE_NAME,
-            "labels": {
-                "kubernetes.io/hostname": NODE_NAME,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": "amd64",
-                "node-role.kubernetes.io/control-plane": "",
-                "node-role.kubernetes.io/master": "",
-                "node.deckhouse.io/group": "master",
-                "node.deckhouse.io/type": "Static",
-                "type": "kwok",
-            },
-            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-        },
-        "spec": {},
-    }
 
 
 # --------------------------------------------------------------------------- up / down

@@ -70,6 +70,17 @@ class RunnerJob:
                 out.append((e["event"], data.get("res") or {}))
         return out
 
+    def module_executions(self) -> list[str]:
+        """The collection's modules this job ran (one Python process each): results of deckhouse.platform tasks
+        that were not skipped. Lookups run in the controller and are not counted."""
+        out = []
+        for e in self.events:
+            data = e.get("event_data") or {}
+            action = data.get("resolved_action") or data.get("task_action") or ""
+            if e.get("event") in ("runner_on_ok", "runner_on_failed") and action.startswith("deckhouse.platform."):
+                out.append(action.split(".")[-1])
+        return out
+
     def failed_tasks(self) -> list[str]:
         return [(e.get("event_data") or {}).get("task") for e in self.events
                 if e.get("event") == "runner_on_failed" and not (e.get("event_data") or {}).get("ignore_errors")]

@@ -102,6 +102,31 @@ class Cluster:
             return st.get("phase") == "Ready" and is_ready and self.complete("Unmanaged")
         self.wait(ready, "the registry module to be Ready")
 
+    def disable_registry(self):
+        """Disable the registry module (on by default, critical: DKP asks for the allow-disabling annotation)
+        and wait until registry-state is gone."""
+        body = {"metadata": {"annotations": {"modules.deckhouse.io/allow-disabling": "true"}},
+                "spec": {"enabled": False}}
+        if self.mc("registry") is None:
+            self.custom.create_cluster_custom_object("deckhouse.io", "v1alpha1", "moduleconfigs", dict(
+                body, apiVersion="deckhouse.io/v1alpha1", kind="ModuleConfig",
+                metadata=dict(body["metadata"], name="registry")))
+        else:
+            self.patch_mc("registry", body)
+        self.wait(lambda: self.state() is None, "registry-state to disappear")
+
+    def config_generation(self):
+        """The generation of Secret d8-system/registry-config (what conditions' observedGeneration follow)."""
+        from kubernetes.client.rest import ApiException
+        try:
+            sec = self.core.read_namespaced_secret("registry-config", "d8-system")
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        ann = (sec.metadata.annotations or {}).get("registry.deckhouse.io/generation")
+        return int(ann) if ann else sec.metadata.generation
+
     def set_registry(self, registry, mode):
         """Put the cluster in a registry mode directly (as an operator with kubectl would) and wait."""
         # a JSON patch replaces the whole registry object in one write (a merge patch would keep old sections)

@@ -89,6 +89,17 @@ def lock_free(kube):
     return not (lease.spec.holder_identity or "")
 
 
+def clear_lock(kube):
+    """A killed earlier run leaves its Lease until it expires; the tests start without one."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+    try:
+        client.CoordinationV1Api(kube).delete_namespaced_lease("deckhouse-platform-runbook", "d8-system")
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
 def report(job, key):
     data = job.artifact_data
     assert key in data and HOST in data[key], "artifact_data has no %s.%s: %s" % (key, HOST, data)
@@ -109,8 +120,9 @@ def assert_failed(job):
 
 
 @pytest.fixture(scope="module")
-def module_cluster(simulator, credential):
+def module_cluster(simulator, credential, kube):
     simulator.reset()
+    clear_lock(kube)
     yield simulator
     simulator.reset()
 
@@ -221,6 +233,7 @@ def test_module_source_switch_check_job(module_cluster, credential, jobs, dkp_cl
 
 @pytest.fixture
 def registry_cluster(fresh_simulator, kube, credential):
+    clear_lock(kube)
     c = Cluster(kube)
     c.enable_registry()
     return c
@@ -249,6 +262,12 @@ def test_registry_switch_false_confirmation_then_true(registry_cluster, credenti
     assert_ok(job)
     rep = report(job, "registry_switch")
     assert rep["outcome"] == "switched" and rep["after"]["state"]["mode"] == "Direct", rep
+    # issue 13: one combined preflight, one write that waits on the controller, one verification; the run lock
+    # adds its acquire and release
+    runs = job.module_executions()
+    print("module executions of a one-hop switch: %d %s" % (len(runs), runs))
+    assert sorted(runs) == sorted(["run_lock", "registry_switch_preflight", "registry_mode",
+                                   "registry_switch_preflight", "run_lock"]), runs
     assert registry_cluster.complete("Direct")
     assert lock_free(kube)
     assert_no_secret_in_artifacts(job, credential)
@@ -268,6 +287,7 @@ def test_registry_switch_bad_timeout_refused(registry_cluster, credential, jobs,
 
 def test_registry_migrate_false_confirmation_refuses_before_writing(fresh_simulator, credential, jobs, dkp_cluster,
                                                                      kube):
+    clear_lock(kube)
     for word in ("false", ""):
         mark = dkp_cluster.audit_marker()
         job = run_job(jobs, credential, "registry_migrate.yml", {
@@ -299,3 +319,35 @@ def test_gitops_sync_plan_job(module_cluster, credential, jobs, dkp_cluster, tmp
     assert job.artifact_data, "gitops_sync published no artifact_data"
     assert [w for w in our_writes(dkp_cluster, mark) if not w.dry_run] == []
     assert_no_secret_in_artifacts(job, credential)
+
+
+# -- one runbook at a time (issue 10) --------------------------------------------------------------------------
+
+
+def test_second_run_fails_naming_the_lock_holder(module_cluster, credential, jobs, dkp_cluster, kube):
+    import datetime
+
+    from kubernetes import client
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    clear_lock(kube)
+    client.CoordinationV1Api(kube).create_namespaced_lease("d8-system", {
+        "metadata": {"name": "deckhouse-platform-runbook", "namespace": "d8-system",
+                     "annotations": {"deckhouse.platform/purpose": "registry_switch to Proxy"}},
+        "spec": {"holderIdentity": "awx-job-4242", "leaseDurationSeconds": 600,
+                 "acquireTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                 "renewTime": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}})
+    try:
+        mark = dkp_cluster.audit_marker()
+        job = run_job(jobs, credential, "module_reinstall.yml", {
+            "module_reinstall_module": "hello-world", "module_reinstall_force": "true",
+            "module_reinstall_wait_timeout": "600"})
+        assert_failed(job)
+        assert "awx-job-4242" in job.stdout and "registry_switch to Proxy" in job.stdout, job.stdout[-3000:]
+        assert writes_to_dkp(dkp_cluster, mark) == []
+        rep = report(job, "module_reinstall")
+        assert rep["status"] == "failed" and "awx-job-4242" in rep["error"]["message"]
+        lease = client.CoordinationV1Api(kube).read_namespaced_lease("deckhouse-platform-runbook", "d8-system")
+        assert lease.spec.holder_identity == "awx-job-4242", "the other run's lock was released"
+    finally:
+        clear_lock(kube)

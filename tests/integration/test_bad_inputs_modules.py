@@ -42,6 +42,7 @@ CASES = [
      "wait_grace must be 0 or more"),
     ("mc maintenance YAML Off", MC, {"name": "prometheus", "maintenance": False}, "maintenance must be one of"),
     ("mc maintenance YAML On", MC, {"name": "prometheus", "maintenance": True}, "maintenance must be one of"),
+    ("mc maintenance off creates nothing", MC, {"name": "operator-postgres", "maintenance": "off"}, "sets nothing"),
     ("mc maintenance on", MC, {"name": "prometheus", "maintenance": "on"}, "maintenance must be one of"),
     ("mc source bad", MC, {"name": "prometheus", "source": "My Source"}, "not a valid ModuleSource name"),
     ("mc source empty", MC, {"name": "prometheus", "source": ""}, "not a valid ModuleSource name"),

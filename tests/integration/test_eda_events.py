@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 import pytest
 import yaml
@@ -57,6 +58,8 @@ def test_normalise_each_kind():
     assert ev["type"] == "source_error" and ev["module"] == "m" and ev["error"] == "MANIFEST_UNKNOWN"
     (ev,) = p.normalise("ModuleSource", src, {"metadata": {"name": "s"}, "status": {}})
     assert ev["type"] == "source_recovered"
+    (ev,) = p.normalise("ModuleSource", None, {"metadata": {"name": "s"}, "status": {"message": "NAME_UNKNOWN"}})
+    assert ev["type"] == "source_error" and ev["module"] is None
 
     mpo = {"metadata": {"name": "m"}, "spec": {"imageTag": "pr-1"}, "status": {"imageDigest": "sha256:b"}}
     (ev,) = p.normalise("ModulePullOverride", dict(mpo, status={"imageDigest": "sha256:a"}), mpo)
@@ -96,12 +99,22 @@ class Collector:
             while True:
                 self.events.append(await queue.get())
 
-        self.loop.create_task(drain())
-        self.task = self.loop.create_task(self.plugin.main(queue, self.args))
-        try:
-            self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            pass
+        async def runner():
+            drainer = asyncio.ensure_future(drain())
+            self.task = asyncio.ensure_future(self.plugin.main(queue, self.args))
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+            finally:
+                drainer.cancel()
+                try:
+                    await drainer
+                except asyncio.CancelledError:
+                    pass
+
+        self.loop.run_until_complete(runner())
+        self.loop.close()
 
     def __enter__(self):
         self.thread.start()
@@ -138,15 +151,33 @@ def _delete(api, version, plural, name):
 
 @pytest.fixture
 def eda_objects(api):
+    # A source with releases keeps a finalizer for a while after its deletion: a fresh name per run.
+    names = {"source": "eda-src-%s" % uuid.uuid4().hex[:6], "policy": "eda-manual-%s" % uuid.uuid4().hex[:6]}
+
     def clean():
         _delete(api, "v1alpha2", "modulepulloverrides", "hello-world")
         _delete(api, "v1alpha1", "moduleconfigs", "hello-world")
-        _delete(api, "v1alpha2", "moduleupdatepolicies", "eda-manual")
-        _delete(api, "v1alpha1", "modulesources", "eda-src")
+        _delete(api, "v1alpha1", "moduleconfigs", "broken-module")
+        _delete(api, "v1alpha2", "moduleupdatepolicies", names["policy"])
+        _delete(api, "v1alpha1", "modulesources", names["source"])
 
     clean()
-    yield
+    yield names
     clean()
+
+
+def wait_offered(api, source, module, timeout=60):
+    """Until the Module lists `source` among its available sources (the webhook checks that)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            mod = api.get_cluster_custom_object(GROUP, "v1alpha1", "modules", module)
+            if source in ((mod.get("properties") or {}).get("availableSources") or []):
+                return
+        except Exception:  # not created yet
+            pass
+        time.sleep(0.5)
+    raise AssertionError("module %s is not offered by %s within %ss" % (module, source, timeout))
 
 
 def _release(api, phase):
@@ -156,9 +187,10 @@ def _release(api, phase):
 
 
 def test_main_delivers_each_kind_of_event(kc, api, simulator, eda_objects):
-    from harness.simulator.control import SimulatorControl  # noqa: F401 (simulator fixture's type)
 
     args = {"kubeconfig": str(kc), "watch_timeout": 5, "reconnect_delay": 0.5, "cluster": "local"}
+    simulator.module_error_clear()  # an earlier failed run may have left one
+    time.sleep(1)
     with Collector(args) as c:
         # Module phase change with its error.
         simulator.module_error("prometheus", message="hook failed: eda test")
@@ -166,33 +198,42 @@ def test_main_delivers_each_kind_of_event(kc, api, simulator, eda_objects):
         assert ev["failed"] and "eda test" in (ev["error"] or ""), ev
         simulator.module_error_clear("prometheus")
 
-        # ModuleSource pull error (the catalogue's broken-module).
+        # ModuleSource pull error (the catalogue's broken-module, reported once the module is enabled from it).
         api.create_cluster_custom_object(GROUP, "v1alpha1", "modulesources", {
-            "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource", "metadata": {"name": "eda-src"},
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource", "metadata": {"name": eda_objects["source"]},
             "spec": {"registry": {"repo": "registry.example.com/deckhouse/modules"}}})
-        ev = c.wait(lambda e: e["type"] == "source_error" and e["source"] == "eda-src")
+        wait_offered(api, eda_objects["source"], "broken-module")
+        api.create_cluster_custom_object(GROUP, "v1alpha1", "moduleconfigs", {
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": "broken-module"},
+            "spec": {"enabled": True, "source": eda_objects["source"]}})
+        ev = c.wait(lambda e: e["type"] == "source_error" and e["source"] == eda_objects["source"])
         assert ev["module"] == "broken-module" and "MANIFEST_UNKNOWN" in ev["error"]
 
         # Release Pending (Manual policy waits for approval), then Deployed once approved.
         api.create_cluster_custom_object(GROUP, "v1alpha2", "moduleupdatepolicies", {
-            "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModuleUpdatePolicy", "metadata": {"name": "eda-manual"},
+            "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModuleUpdatePolicy", "metadata": {"name": eda_objects["policy"]},
             "spec": {"releaseChannel": "Stable", "update": {"mode": "Manual"}}})
         api.create_cluster_custom_object(GROUP, "v1alpha1", "moduleconfigs", {
             "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": "hello-world"},
-            "spec": {"enabled": True, "source": "eda-src", "updatePolicy": "eda-manual"}})
-        pending = c.wait(lambda e: e["type"] == "release_pending" and e["module"] == "hello-world", timeout=90)
-        api.patch_cluster_custom_object(GROUP, "v1alpha1", "modulereleases", pending["name"], {
-            "metadata": {"annotations": {"modules.deckhouse.io/approved": "true"}}})
-        c.wait(lambda e: e["type"] == "release_deployed" and e["module"] == "hello-world", timeout=90)
+            "spec": {"enabled": True, "source": eda_objects["source"], "updatePolicy": eda_objects["policy"]}})
+        # The first release is deployed without approval; a newer one waits for it under the Manual policy.
         c.wait(lambda e: e["type"] == "module_phase" and e["module"] == "hello-world" and e["phase"] == "Ready",
                timeout=90)
+        version = "0.1.%d" % int(time.time())  # newer than whatever an earlier run deployed
+        simulator.add_release("hello-world", version, source=eda_objects["source"])
+        pending = c.wait(lambda e: e["type"] == "release_pending" and e["module"] == "hello-world"
+                         and e["version"] in ("v" + version, version) and "approved" in e["message"], timeout=90)
+        assert pending["approved"] is False and "approved" in pending["message"], pending
+        api.patch_cluster_custom_object(GROUP, "v1alpha1", "modulereleases", pending["name"], {
+            "metadata": {"annotations": {"modules.deckhouse.io/approved": "true"}}})
+        c.wait(lambda e: e["type"] == "release_deployed" and e["name"] == pending["name"], timeout=90)
 
         # ModulePullOverride digest change.
         api.create_cluster_custom_object(GROUP, "v1alpha2", "modulepulloverrides", {
             "apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride", "metadata": {"name": "hello-world"},
             "spec": {"imageTag": "pr-7"}})
         first = c.wait(lambda e: e["type"] == "mpo_digest" and e["module"] == "hello-world", timeout=90)
-        simulator.publish_digest("hello-world", source="eda-src", tag="pr-7")
+        simulator.publish_digest("hello-world", source=eda_objects["source"], tag="pr-7")
         api.patch_cluster_custom_object(GROUP, "v1alpha2", "modulepulloverrides", "hello-world", {
             "metadata": {"annotations": {"renew": ""}}})
         second = c.wait(lambda e: e["type"] == "mpo_digest" and e["module"] == "hello-world"
@@ -205,17 +246,21 @@ def test_main_delivers_each_kind_of_event(kc, api, simulator, eda_objects):
         assert ev["status"] in ("progress", "completed", "failed") and "state" not in ev
 
     # Filters: only the named module and type.
-    with Collector(dict(args, modules=["ingress-nginx"], kinds=["Module"])) as c:
-        simulator.module_error("prometheus", message="filtered out")
-        simulator.module_error("ingress-nginx", message="kept")
-        c.wait(lambda e: e["module"] == "ingress-nginx" and e["phase"] == "Error")
-        simulator.module_error_clear()
+    with Collector(dict(args, modules=["cert-manager"], kinds=["Module"], types=["module_phase"])) as c:
+        try:
+            simulator.module_error("prometheus", message="filtered out")
+            simulator.module_error("cert-manager", message="kept")
+            c.wait(lambda e: e["module"] == "cert-manager" and e["phase"] == "Error")
+        finally:
+            simulator.module_error_clear()
         time.sleep(1)
-        assert {e["module"] for e in c.events} == {"ingress-nginx"}
+        assert {e["module"] for e in c.events} == {"cert-manager"}
 
 
 def test_reconnects_after_the_apiserver_drops_the_watch(kc, simulator):
     """A watch that ends (watch_timeout 2 s) resumes from the last resourceVersion: no change is lost."""
+    simulator.module_error_clear()
+    time.sleep(1)
     with Collector({"kubeconfig": str(kc), "kinds": ["Module"], "watch_timeout": 2, "reconnect_delay": 0.2}) as c:
         time.sleep(5)  # at least two watch renewals
         simulator.module_error("cert-manager", message="after reconnect")
@@ -246,8 +291,6 @@ def eda_venv():
 
 
 def test_reinstall_rulebook_through_ansible_rulebook(kc, kube, api, tmp_path):
-    from kubernetes import client
-
     venv = eda_venv()
     out = tmp_path / "fired.json"
     # The rulebook's action runs this playbook instead of the real reinstall role (tested on its own).
@@ -268,9 +311,16 @@ def test_reinstall_rulebook_through_ansible_rulebook(kc, kube, api, tmp_path):
                              "-r", "deckhouse.platform.reinstall_failed_module", "-v"],
                             cwd=str(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
+    lines = []
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True)
+    reader.start()
     try:
-        time.sleep(12)  # JVM start, rulebook compile, initial list
-        assert proc.poll() is None, proc.stdout.read()
+        # JVM start, rulebook compile, the source's initial list: then the rules wait for events.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("Waiting for events" in line for line in lines):
+            assert proc.poll() is None, "".join(lines)
+            time.sleep(0.5)
+        time.sleep(3)  # the source's first list (it reports changes after it)
         # An image download failure as DKP reports it (status written like Deckhouse would).
         name = "console"
         mod = api.get_cluster_custom_object(GROUP, "v1alpha1", "modules", name)
@@ -282,11 +332,12 @@ def test_reinstall_rulebook_through_ansible_rulebook(kc, kube, api, tmp_path):
     finally:
         proc.terminate()
         try:
-            output, _ = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            output, _ = proc.communicate()
-        client.ApiClient  # keep the import used
+            proc.wait()
+        reader.join(5)
+    output = "".join(lines)
     assert out.exists(), "the rulebook did not run its action:\n%s" % output[-5000:]
     fired = json.loads(out.read_text())
     assert fired["module"] == "console" and fired["event"]["phase"] == "DownloadingError"

@@ -144,7 +144,7 @@ def test_pull_override_renew_and_publish_digest(kube, sim):
     _up_again(sim)
     create_obj(kube, "modulepulloverrides", {
         "apiVersion": f"{GROUP}/v1alpha2", "kind": "ModulePullOverride", "metadata": {"name": "hello-world"},
-        "spec": {"imageTag": "pr-7", "scanInterval": "15s"}}, "v1alpha2")
+        "spec": {"imageTag": "pr-7", "scanInterval": "1h"}}, "v1alpha2")
     m = wait_value(lambda: get_obj(kube, "modules", "hello-world"), lambda m: cond(m, C.C_IS_OVERRIDDEN),
                    what="IsOverridden")
     assert cond(m, C.C_IS_OVERRIDDEN)["status"] == "True"
@@ -161,6 +161,9 @@ def test_pull_override_renew_and_publish_digest(kube, sim):
     assert sim.state()["restarts"] == n
     moved = sim.publish_digest("hello-world", source="example", tag="pr-7")
     assert moved["old_digest"] == digest and moved["digest"] != digest
+    time.sleep(1.0)  # the controller reads the registry only on a change or every scanInterval
+    assert get_obj(kube, "modulepulloverrides", "hello-world", "v1alpha2")["status"]["imageDigest"] == digest
+    patch_obj(kube, "modulepulloverrides", "hello-world", {"metadata": {"annotations": {"renew": "2"}}}, "v1alpha2")
     o = wait_value(lambda: get_obj(kube, "modulepulloverrides", "hello-world", "v1alpha2"),
                    lambda o: o["status"]["imageDigest"] == moved["digest"], what="the new digest deployed")
     assert "renew" not in (o["metadata"].get("annotations") or {})
@@ -220,7 +223,7 @@ def test_module_source_status_details(kube, sim):
 
 def test_scan_interval_below_three_minutes_is_ignored():
     # pure rule, as the reconciler applies it
-    from harness.simulator.controller import parse_duration
+    from harness.simulator.common import parse_duration
 
     assert max(180.0, parse_duration("1m", 180.0)) == 180.0
     assert max(180.0, parse_duration("5m", 180.0)) == 300.0
@@ -306,3 +309,29 @@ def test_restart_apiserver_keeps_pids_true(dkp_cluster, kube):
         SimulatorControl(d).state()
     except SimulatorError as e:  # pragma: no cover - reported
         pytest.fail(f"simulator lost: {e}")
+
+
+def test_drop_connections_cuts_open_connections(dkp_cluster):
+    import http.client
+    import ssl
+
+    d = dkp_cluster.dir
+    port = harness_cluster.read_state(d)["ports"]["apiserver_proxy"]
+    ctx = ssl.create_default_context(cafile=str(d / "pki" / "ca.crt"))
+    ctx.load_cert_chain(str(d / "pki" / "admin.crt"), str(d / "pki" / "admin.key"))
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    conn.request("GET", "/version")
+    assert conn.getresponse().read()  # keep-alive connection through the proxy
+    out = subprocess.run([sys.executable, str(harness_cluster.HARNESS / "cluster.py"), "drop-connections",
+                          "--dir", str(d)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "dropped 1 connections" in out.stdout, (out.stdout, out.stderr)
+    with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):
+        conn.request("GET", "/version")
+        conn.getresponse().read()
+    conn.close()
+    # new connections work again (kubeconfig-proxy is a normal kubeconfig)
+    assert (d / "kubeconfig-proxy").is_file()
+    conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    conn.request("GET", "/version")
+    assert conn.getresponse().status == 200
+    conn.close()

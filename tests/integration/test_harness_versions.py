@@ -9,6 +9,7 @@ cluster of its own (``dkp_cluster_for``), started once. Env DKP_HARNESS_VERSIONS
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -47,9 +48,7 @@ def test_update_policy_versions_and_lts(dkp):
     f = versions.features(version)
     from kubernetes import client
 
-    group = client.CustomObjectsApi(kube)
-    served = [r["name"] for r in group.api_client.call_api(
-        f"/apis/{GROUP}/v1alpha1", "GET", response_type="object", _return_http_data_only=True)["resources"]]
+    served = [r.name for r in client.CustomObjectsApi(kube).get_api_resources(GROUP, "v1alpha1").resources]
     assert ("moduleupdatepolicies" in served) is f.mup_v1alpha1_served
     if f.lts_channel:
         out = create_obj(kube, "moduleupdatepolicies", _mup("Lts"), "v1alpha2", dry_run="All")
@@ -99,6 +98,8 @@ def test_pull_override_fields_per_version(dkp):
         "spec": {"imageTag": "pr-1", "scanInterval": "15s"}}, "v1alpha2")
     o = wait_value(lambda: get_obj(kube, "modulepulloverrides", "hello-world", "v1alpha2"),
                    lambda o: (o.get("status") or {}).get("imageDigest"), what="MPO pulled")
+    time.sleep(0.5)  # status first, then the annotations
+    o = get_obj(kube, "modulepulloverrides", "hello-world", "v1alpha2")
     assert ("weight" in o["status"]) is f.mpo_weight_and_deployed_on
     assert (C.ANN_DEPLOYED_ON in (o["metadata"].get("annotations") or {})) is f.mpo_weight_and_deployed_on
     rel = get_obj(kube, "modulereleases", "hello-world-v0.1.1")

@@ -68,13 +68,34 @@ def test_paused_deckhouse_enabling_a_bundle_module_does_not_return_ready(kc, api
         delete_mc(api, "cert-manager")
 
 
-def test_transient_hook_error_within_grace_is_ridden_out(kc, simulator, ingress):
+def inject_after_write(api, simulator, name, key, value, message, duration):
+    """Put a hook error on the Module as soon as the task's write lands (from a thread)."""
+    def watch():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            settings = ((get_mc(api, name) or {}).get("spec") or {}).get("settings") or {}
+            if settings.get(key) == value:
+                simulator.module_error(name, message=message, duration=duration)
+                return
+            time.sleep(0.1)
+    t = threading.Thread(target=watch)
+    t.start()
+    return t
+
+
+def test_transient_hook_error_within_grace_is_ridden_out(kc, api, simulator, ingress):
     enable(kc, ingress)
-    simulator.module_error(ingress, message="hook validation failed: transient-hook-boom", duration=6)
+    t = inject_after_write(api, simulator, ingress, "highAvailability", True,
+                           "hook validation failed: transient-hook-boom", 6)
+    start = time.monotonic()
     run = run_tasks(kc, [mc_task(name=ingress, version=1, settings={"highAvailability": True}, wait=True,
-                                 wait_grace=30, wait_timeout=60)])
+                                 wait_grace=30, wait_timeout=90)])
+    took = time.monotonic() - start
+    t.join()
     assert run.rc == 0, run.output
-    assert run.task("set")["ready"] is True and run.task("set")["processed"] is True
+    res = run.task("set")
+    assert res["ready"] is True and res["processed"] is True, res
+    assert took >= 6, "returned before the hook error cleared"
 
 
 def test_persistent_hook_error_fails_after_grace_and_names_it(kc, simulator, ingress):

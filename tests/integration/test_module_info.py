@@ -43,7 +43,7 @@ def test_query_filters_readers_and_lookups(kc, dkp_cluster):
     assert our_writes(dkp_cluster, mark) == []
 
 
-def test_wait_for_ready_disabled_and_phase(kc, api, simulator):
+def test_wait_for_ready_disabled_and_phase(kc, api, dkp_cluster, simulator):
     from test_module_config import delete_mc
     delete_mc(api, "ingress-nginx")
     try:
@@ -53,17 +53,29 @@ def test_wait_for_ready_disabled_and_phase(kc, api, simulator):
         assert run.rc == 0, run.output
         assert run.task("off")["waited"] < 5 and run.task("off")["modules"][0]["enabled"] is False
         assert run.task("absent")["modules"] == []
-        # enable it from outside while a reader waits for Ready (and sees Reconciling on the way)
-        writer = threading.Timer(3.0, lambda: api.create_cluster_custom_object(
-            "deckhouse.io", "v1alpha1", "moduleconfigs", {"apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig",
-                                                          "metadata": {"name": "ingress-nginx"},
-                                                          "spec": {"enabled": True}}))
-        writer.start()
-        run = run_tasks(kc, [{"name": "ready", MI: {"name": "ingress-nginx", "wait_for": "ready", "wait_timeout": 60}}])
-        writer.join()
+        # enabled while Deckhouse is paused: the reader must be watching before the Module can become Ready
+        simulator.pause()
+        api.create_cluster_custom_object("deckhouse.io", "v1alpha1", "moduleconfigs", {
+            "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": "ingress-nginx"},
+            "spec": {"enabled": True}})
+        mark = dkp_cluster.audit_marker()
+        box = {}
+        t = threading.Thread(target=lambda: box.update(run=run_tasks(kc, [
+            {"name": "ready", MI: {"name": "ingress-nginx", "wait_for": "ready", "wait_timeout": 90}}])))
+        t.start()
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not [
+                    e for e in dkp_cluster.audit_events(mark, resource="modules", verb="watch")
+                    if e.user_agent.startswith("deckhouse.platform")]:
+                time.sleep(0.5)
+        finally:
+            simulator.resume()
+            t.join(120)
+        run = box["run"]
         assert run.rc == 0, run.output
         ready = run.task("ready")
-        assert ready["modules"][0]["ready"] is True and ready["waited"] >= 2.5
+        assert ready["modules"][0]["ready"] is True and ready["waited"] > 0.2
         # timeout names the last state
         simulator.pause()
         try:

@@ -67,12 +67,14 @@ def hello(fresh_simulator, kc, api):
 
 
 def test_override_digest_renew_and_rollback(kc, api, dkp_cluster, hello):
-    task = mpo_task(name=MODULE, image_tag="pr1", rollback=True, wait=True, wait_timeout=60)
+    # a long scan interval: only our renew makes DKP look at the tag again (its own check would otherwise find a
+    # published digest first, and the renew would rightly find nothing new)
+    task = mpo_task(name=MODULE, image_tag="pr1", rollback=True, scan_interval="1h", wait=True, wait_timeout=60)
     first = run_tasks(kc, [task])
     result = ok(first)
     assert result["changed"] is True
     assert result["image_digest"].startswith("sha256:") and result["message"] == "Ready" and result["updated_at"]
-    assert get_mpo(api)["spec"] == {"imageTag": "pr1", "rollback": True, "scanInterval": "15s"}
+    assert get_mpo(api)["spec"] == {"imageTag": "pr1", "rollback": True, "scanInterval": "1h"}
 
     mark = dkp_cluster.audit_marker()
     second = run_tasks(kc, [task])
@@ -84,7 +86,7 @@ def test_override_digest_renew_and_rollback(kc, api, dkp_cluster, hello):
     hello.publish_digest(MODULE, source="example", tag="pr1")
     renew = mpo_task(name=MODULE, renew=True, wait=True, wait_timeout=60)
     renewed = run_tasks(kc, [renew])
-    assert ok(renewed)["changed"] is True
+    assert ok(renewed)["changed"] is True, renewed.task("mpo")
     digest2 = renewed.task("mpo")["image_digest"]
     assert digest2 != result["image_digest"] and renewed.task("mpo")["message"] == "Ready"
     assert "renew" not in (get_mpo(api)["metadata"].get("annotations") or {}), "DKP removes renew after a deploy"

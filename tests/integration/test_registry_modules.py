@@ -41,6 +41,7 @@ def task(module, register="out", **params):
 # -- registry_state_info / lookup --------------------------------------------------------------------
 
 def test_state_info_without_registry_module(kc, cluster):
+    cluster.disable_registry()  # on by default since 1.75
     run = run_tasks(kc, [task("registry_state_info"),
                          {"name": "lookup", "ansible.builtin.set_fact": {
                              "looked": "{{ lookup('deckhouse.platform.registry_state') }}"}}])
@@ -77,8 +78,7 @@ def test_state_info_long_poll_returns_every_change(kc, registry, simulator):
     moved = run_tasks(kc, [task("registry_state_info", changed_since=fp, wait_timeout=60)])
     out = moved.task("out")
     assert out["timed_out"] is False and out["fingerprint"] != fp
-    assert out["history"] and out["history"][0]["target_mode"] == "Direct"
-    assert out["resource_version"]
+    assert out["history"] and out["history"][-1]["target_mode"] == "Direct"
 
 
 # -- deckhouse_queue_info ------------------------------------------------------------------------------
@@ -231,6 +231,7 @@ def test_preflight_queue_waits_for_drain(kc, registry, simulator):
 
 
 def test_preflight_registry_module_not_ready(kc, cluster):
+    cluster.disable_registry()
     run = run_tasks(kc, [task("preflight", checks=["module_ready"])])
     assert run.rc != 0
     assert "Module registry is disabled" in run.task("out")["msg"]
@@ -300,16 +301,19 @@ def test_registry_mode_refuses_proxy_to_local_before_write(kc, dkp_cluster, regi
     assert our_writes(dkp_cluster, mark, dry_run=None) == []
 
 
-def test_registry_mode_fails_fast_on_err_transition(kc, registry):
-    """Written past the client-side check (check_transition: false), DKP refuses after the fact:
-    the wait fails at once with DKP's message instead of waiting for its timeout."""
+def test_registry_mode_explains_the_vap_denial(kc, dkp_cluster, registry):
+    """Written past the client-side check (check_transition: false), DKP 1.75+ refuses Proxy -> Local at
+    admission (VAP deckhouse-module-registry-validation): explained, nothing written, no wait started."""
     registry.set_registry({"mode": "Proxy", "proxy": {"imagesRepo": REPO}}, "Proxy")
+    mark = dkp_cluster.audit_marker()
     run = run_tasks(kc, [task("registry_mode", mode="Local", check_transition=False, wait=True, wait_timeout=600)])
     assert run.rc != 0
     out = run.task("out")
-    assert "DKP refused the switch to Local" in out["msg"]
-    assert "mode transition from Proxy to Local not supported" in out["msg"]
-    assert out["changed"] is True
+    assert "DKP refused the switch to Local at admission" in out["msg"]
+    assert "deckhouse-module-registry-validation" in out["msg"] and "via: Direct" in out["msg"]
+    assert out["denied_by"] == "deckhouse-module-registry-validation" and out["running_mode"] == "Proxy"
+    assert [w for w in our_writes(dkp_cluster, mark) if w.succeeded] == []  # the denied request stored nothing
+    assert registry.registry_settings()["mode"] == "Proxy"
 
 
 def test_registry_mode_timeout_names_held_condition(kc, registry, simulator):
@@ -342,14 +346,41 @@ def test_registry_mode_never_leaks_carried_or_old_secrets(kc, registry):
 
 
 def test_registry_mode_parameter_change_never_takes_the_old_ready(kc, registry):
-    """Same mode, new license: the target does not change, so only the new hash tells the new switch from
-    the Ready of the previous one."""
+    """Same mode, new license: the target does not change, so the conditions' observedGeneration (the
+    generation of Secret registry-config) tells the new switch from the Ready of the previous one."""
     registry.set_registry({"mode": "Direct", "direct": {"imagesRepo": REPO, "license": "OLD-" + LICENSE}}, "Direct")
-    old_hash = registry.state()["hash"]
+    old_gen = registry.config_generation()
     run = run_tasks(kc, [task("registry_mode", mode="Direct", images_repo=REPO, license=LICENSE, wait=True)])
     assert run.rc == 0, run.output
     out = run.task("out")
-    assert out["changed"] and out["wait_baseline"]["hash"] == old_hash
-    assert out["state"]["hash"] != old_hash and out["state"]["complete"]
+    assert out["changed"] and out["wait_baseline"]["config_generation"] == old_gen
+    assert out["state"]["observed_generation"] > old_gen and out["state"]["complete"]
+    assert "registry-config generation > %s" % old_gen in out["evidence"]
     assert [e for e in out["progress"] if e["type"] == "Ready" and e["status"] == "True"]
     assert_no_secrets(run.output, str(run.records))
+
+
+def test_registry_mode_parameter_change_ignores_hash_bumps_while_paused(kc, registry, simulator):
+    """DKP changes `hash` on unrelated events; with the orchestrator paused, a bumped hash next to the old
+    Ready=True must not end the wait: it times out naming the evidence it looked for."""
+    registry.set_registry({"mode": "Direct", "direct": {"imagesRepo": REPO, "license": "OLD-" + LICENSE}}, "Direct")
+    simulator.pause()
+    try:
+        import threading
+        stop = threading.Event()
+
+        def bump():
+            while not stop.wait(1.0):
+                simulator.registry_hash_bump()
+        t = threading.Thread(target=bump, daemon=True)
+        t.start()
+        run = run_tasks(kc, [task("registry_mode", mode="Direct", images_repo=REPO, license=LICENSE, wait=True,
+                                  wait_timeout=8)])
+        stop.set()
+        t.join(5)
+    finally:
+        simulator.resume()
+    assert run.rc != 0
+    out = run.task("out")
+    assert out["changed"] is True and "Timed out after 8s" in out["msg"]
+    assert "has not picked up the new settings" in out["msg"] and "registry-config generation" in out["msg"]

@@ -6,6 +6,8 @@
                                                                 dry runs, pods/exec and the run lock Lease
                                                                 excluded
     dkp_test.py sim --dir CLUSTER_DIR VERB [key=value ...]      call a simulator control verb, print its result
+    dkp_test.py lock-clear --dir CLUSTER_DIR                    delete the run lock Lease (a killed earlier run's
+                                                                lock would otherwise block the scenario until it expires)
     dkp_test.py module-error --dir CLUSTER_DIR NAME MESSAGE     put Module NAME in phase Error with MESSAGE on its
                                                                 IsReady condition (what a failed image pull shows)
 
@@ -129,9 +131,25 @@ def module_error(cluster_dir: Path, name: str, message: str) -> dict:
     return {"name": name, "phase": out["status"]["phase"]}
 
 
+def lock_clear(cluster_dir: Path) -> dict:
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    api = config.new_client_from_config(config_file=str(cluster_dir / "kubeconfig"))
+    try:
+        client.CoordinationV1Api(api).delete_namespaced_lease("deckhouse-platform-runbook", "d8-system")
+        return {"deleted": True}
+    except ApiException as e:
+        if e.status != 404:
+            raise
+        return {"deleted": False}
+    finally:
+        api.close()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["audit-mark", "audit-writes", "sim", "module-error"])
+    ap.add_argument("command", choices=["audit-mark", "audit-writes", "sim", "module-error", "lock-clear"])
     ap.add_argument("--dir", required=True, type=Path)
     ap.add_argument("--since", type=int, default=0)
     ap.add_argument("rest", nargs="*")
@@ -140,6 +158,8 @@ def main(argv=None) -> int:
         print(audit_path(args.dir).stat().st_size)
     elif args.command == "audit-writes":
         print(json.dumps(writes(args.dir, args.since)))
+    elif args.command == "lock-clear":
+        print(json.dumps(lock_clear(args.dir)))
     elif args.command == "module-error":
         if len(args.rest) != 2:
             ap.error("module-error needs NAME and MESSAGE")

@@ -9,7 +9,7 @@ d8-system/registry-state, and puts one dict per meaningful change on the queue:
 
   module_phase        a Module's phase changed (with the error of its conditions; `failed` for phases that
                       need an operator, such as DownloadingError)
-  release_pending     a ModuleRelease became Pending (with its message: approval, window, requirements)
+  release_pending     a ModuleRelease became Pending, or its reason changed (message: approval, window, ...)
   release_deployed    a ModuleRelease became Deployed
   release_phase       any other ModuleRelease phase change (Superseded, Suspended, Skipped, Terminating)
   source_error        a ModuleSource reports a new pull/sync error (per module, or the source's message)
@@ -118,9 +118,8 @@ def source_errors(obj):
         if isinstance(item, dict) and item.get("error"):
             errors[item.get("name") or ""] = item["error"]
     message = status.get("message") or ""
-    if message and message != "" and ("error" in message.lower() or "NAME_UNKNOWN" in message
-                                      or "unauthorized" in message.lower()):
-        errors.setdefault("", message)
+    if message and not errors:  # a source-level failure (for example NAME_UNKNOWN for the whole repo)
+        errors[""] = message
     return errors
 
 
@@ -160,9 +159,12 @@ def normalise(kind, old, new, cluster=None):
                                failed=new_phase in FAILED_PHASES, download_error=new_phase == "DownloadingError",
                                error="; ".join(errors) if errors else None))
     elif kind == "ModuleRelease":
-        old_phase = ((old or {}).get("status") or {}).get("phase")
+        old_status = (old or {}).get("status") or {}
+        old_phase = old_status.get("phase")
         status = (new or {}).get("status") or {}
-        if new is not None and status.get("phase") != old_phase:
+        # A Pending release is reported again when its reason changes (approval, window, requirements).
+        if new is not None and (status.get("phase") != old_phase or (
+                status.get("phase") == "Pending" and (status.get("message") or "") != (old_status.get("message") or ""))):
             phase = status.get("phase")
             etype = {"Pending": "release_pending", "Deployed": "release_deployed"}.get(phase, "release_phase")
             annotations = (new.get("metadata") or {}).get("annotations") or {}

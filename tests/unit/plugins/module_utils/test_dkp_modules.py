@@ -194,9 +194,8 @@ class Engine:
 
 def run_wait(monkeypatch, before, states, res, target="enabled", config=None):
     engine = Engine(states)
-    monkeypatch.setattr(dm, "wait_for", engine)
     client = FakeClient(states[-1] if states else before, config or res.after)
-    out = dm.wait_config_applied(client, "m", target, before, res, 60, 30)
+    out = dm.wait_config_applied(client, "m", target, before, res, 60, 30, engine, WaitTimeout)
     return out, engine
 
 
@@ -251,3 +250,17 @@ def test_disable_wait_ignores_errors_on_the_way_down(monkeypatch):
     out, engine = run_wait(monkeypatch, before, [before, off], res, target="disabled")
     assert out["processed"] and out["ready"] is False
     assert engine.calls[0]["failure"] is None and engine.calls[0]["transient"] is None
+
+
+def test_hook_error_left_unchanged_after_the_change_fails_after_grace():
+    stuck = module(phase="Error", ready="False", ready_reason="HookError", ready_msg="hook x failed: old-boom")
+    res = EnsureResult(True, mc_obj({"enabled": True}), mc_obj({"enabled": True, "settings": {"a": 2}}), "patch")
+    now = [0.0]
+
+    def clock():
+        now[0] += 20.0
+        return now[0]
+    client = FakeClient(stuck, res.after)
+    with pytest.raises(DkpError, match=r"old-boom, unchanged for \d+s after this change \(longer than the grace of 30s"):
+        dm.wait_config_applied(client, "m", "enabled", stuck, res, 600, 30, Engine([stuck, stuck]), WaitTimeout,
+                               clock=clock)

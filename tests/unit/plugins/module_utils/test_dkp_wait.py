@@ -445,3 +445,12 @@ def test_is_retryable():
     assert not w.is_retryable(UnreachableError("tls", tls=True))
     assert w.is_retryable(ApiError(503, "", "x")) and w.is_retryable(ApiError(410, "", "x"))
     assert not w.is_retryable(ApiError(422, "", "x")) and not w.is_retryable(ForbiddenError(403, "", "x"))
+
+
+def test_a_zero_timeout_still_reads_once(env):
+    clock, api = env
+    api.put("m", phase="Ready")
+    assert ready(w.wait_for(api, "Module", "m", ready, 0, clock=clock, sleep=clock.sleep))
+    api.put("m", phase="Reconciling")
+    with pytest.raises(w.WaitTimeout, match="phase=Reconciling"):
+        w.wait_for(api, "Module", "m", ready, 0, describe=describe, clock=clock, sleep=clock.sleep)
