@@ -48,7 +48,7 @@ cluster-down: venv
 
 # Smoke run on DKP 1.75, in a cluster of its own (the 1.76 one at .local/cluster is not touched).
 SMOKE_175_DIR := $(ROOT)/.local/cluster-smoke-1.75
-SMOKE_175_TESTS ?= tests/integration/test_harness_versions.py
+SMOKE_175_TESTS ?= tests/integration/test_harness_versions.py tests/integration/test_harness_cluster.py
 integration-smoke-1.75: venv bins collection
 	$(PY) tests/harness/cluster.py up --dir $(SMOKE_175_DIR) --dkp-version 1.75
 	rc=0; DKP_VERSION=1.75 DKP_HARNESS_VERSIONS=1.75 DKP_KUBECONFIG=$(SMOKE_175_DIR)/kubeconfig $(PY) -m pytest -q $(SMOKE_175_TESTS) || rc=$$?; \

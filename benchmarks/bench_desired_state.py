@@ -105,7 +105,7 @@ def main():
     parser.add_argument("--python", default=None, help="python of the ansible to time (default: bench_env)")
     args = parser.parse_args()
     python = args.python or bench_env.ensure()
-    cluster_dir = pathlib.Path(args.dir)
+    cluster_dir = pathlib.Path(args.dir).resolve()
     started = not cluster.running(cluster_dir)
     if started:
         cluster.up(cluster_dir)

@@ -365,6 +365,9 @@ class Converger:
         self.workers = max(1, int(workers))
         self.planner = Planner(owner, allow_disabling)
         self.live = {}
+        self.source_timeout = 300  # how long a new source may take to offer its modules
+        self.clock = time.monotonic
+        self.sleep = time.sleep
 
     def _list(self, kind):
         try:
@@ -488,19 +491,74 @@ class Converger:
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(fn, items))
 
+    @staticmethod
+    def _refs(doc):
+        """(kind, name) of the objects a ModuleConfig depends on."""
+        spec = doc.obj.get("spec") or {}
+        refs = []
+        if doc.kind == "ModuleConfig":
+            if spec.get("updatePolicy"):
+                refs.append(("ModuleUpdatePolicy", spec["updatePolicy"]))
+            if spec.get("source"):
+                refs.append(("ModuleSource", spec["source"]))
+        return refs
+
+    def _planned_only(self, doc, created):
+        """Check mode: a dry run of an object that names one this state creates would be refused (the server
+        does not know the dry-run object), so it is reported from the plan without a request."""
+        entry = self._plan_one(doc)
+        entry.pop("changed_by", None)
+        entry["dry_run"] = False
+        entry["depends_on"] = ["%s/%s" % r for r in self._refs(doc) if r in created]
+        return entry, None
+
+    def _await_offered(self, doc, timeout):
+        """A ModuleConfig naming a source this run created or changed: DKP's webhook refuses it until the source
+        has synced and the Module lists it in availableSources."""
+        source = (doc.obj.get("spec") or {}).get("source")
+        deadline = self.clock() + timeout
+        last = "Module %s does not exist yet" % doc.name
+        while self.clock() < deadline:
+            try:
+                mod = self.client.get("Module", doc.name)
+            except DkpError as e:
+                mod, last = None, e.msg
+            if mod is not None:
+                available = (mod.get("properties") or {}).get("availableSources") or []
+                if source in available:
+                    return
+                last = "Module %s is offered by %s" % (doc.name, ", ".join(available) or "no source")
+            self.sleep(1.0)
+        raise DkpError("%s: ModuleSource %s does not offer module %s %ss after it was written (%s); the "
+                       "ModuleConfig was not written" % (doc.where, source, doc.name, int(timeout), last))
+
     def apply(self):
         """Converge kind by kind in ORDER; returns (entries, {(kind, name): object after})."""
         entries, after = [], {}
+        written = set()  # (kind, name) created or updated by this run
         for kind in ORDER:
             docs = [d for d in self.docs if d.kind == kind]
+            created = {(e["kind"], e["name"]) for e in entries if e["action"] == "created"}
+            if not self.check_mode and kind == "ModuleConfig":
+                for doc in docs:
+                    if any(r in written and r[0] == "ModuleSource" for r in self._refs(doc)):
+                        self._await_offered(doc, self.source_timeout)
+
+            def one(doc):
+                if self.check_mode and any(r in created for r in self._refs(doc)):
+                    return self._planned_only(doc, created)
+                return self._apply_one(doc)
+
             try:
-                done = self._pool_map(self._apply_one, docs)
+                done = self._pool_map(one, docs)
             except DkpError as e:
                 raise DkpError("%s; objects before this one in dependency order were converged" % e.msg,
                                results=entries, **e.details)
             for (entry, obj), doc in zip(done, docs):
                 entries.append(entry)
                 after[(kind, doc.name)] = obj
+                if entry["action"] in ("created", "updated"):
+                    written.add((kind, doc.name))
         if self.prune:
             # Sequential and dependants first, so DKP never sees a policy deleted under a config.
             for obj in self.prunable():

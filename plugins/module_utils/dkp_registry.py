@@ -837,7 +837,9 @@ def push_hint(tracker, push):
     where = ""
     if nodes:
         where = (" The images are checked against the registry on each master node: %s."
-                 % ", ".join("%s (%s of %s)" % (n["name"], n["checked"], n["total"]) for n in (missing or nodes)))
+                 % ", ".join("%s (%s of %s items processed%s)" % (
+                     n["name"], n["checked"], n["total"], ", %s with errors" % n["errors"] if n["errors"] else "")
+                     for n in (missing or nodes)))
     how = (" Push them: %s (the password is in %s); the in-cluster registry serves every node's registry."
            % (push["command"], push["password_from"])) if push else ""
     return where + how

@@ -13,6 +13,7 @@ from __future__ import annotations
 __metaclass__ = type
 
 import re
+import time
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
@@ -467,6 +468,30 @@ def release_wait_rules(client, module_name, target):
     if target == "reinstalled":
         return dict(predicate=reinstall_settled, failure=left_deployed, describe=describe)
     raise ValueError("unknown release wait target %r" % (target,))
+
+
+def module_error_tick(client, module_name, grace, clock=None):
+    """tick() for the wait on a reinstalled release: DKP keeps isUpdating "true" until the Module is Ready again, so
+    a Module that cannot get there would hold that wait until its timeout. The tick reads the Module and applies the
+    Module kind's rules: a stuck phase fails at once, a hook error once it has persisted `grace` seconds."""
+    clock = clock or time.monotonic
+    since = [None]
+
+    def tick():
+        module = client.get("Module", module_name)
+        stuck = stuck_failure(module_name, module)
+        if stuck:
+            return stuck
+        error = transient_failure(module_name, module)
+        if not error:
+            since[0] = None
+            return None
+        if since[0] is None:
+            since[0] = clock()
+        if clock() - since[0] >= grace:
+            return "%s (for more than %ss, the wait_grace)" % (error, grace)
+        return None
+    return tick
 
 
 def module_ready_rules(client, module_name, release_name):

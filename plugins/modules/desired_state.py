@@ -68,7 +68,10 @@ options:
     type: bool
     default: false
   wait_timeout:
-    description: Seconds to wait in total before failing with the last state of what is not ready.
+    description:
+      - Seconds to wait in total before failing with the last state of what is not ready.
+      - Also how long a ModuleSource written by this task may take to offer a module that a ModuleConfig of the
+        state takes from it (DKP refuses such a ModuleConfig until then); this wait happens with O(wait=false) too.
     type: int
     default: 600
   workers:
@@ -117,6 +120,8 @@ RETURN = r"""
 results:
   description: One entry per object, in the order written (kind, name, action, source file and document).
     C(action) is one of C(created), C(updated), C(unchanged), C(pruned); in check mode, what a real run would do.
+    In check mode an object that names one the same state creates (a ModuleConfig's new policy or source) is
+    reported from the plan with C(dry_run=false) and C(depends_on), since the server cannot dry-run it.
   returned: always
   type: list
   elements: dict
@@ -188,6 +193,7 @@ def run(module):
     validate(docs, client)
     conv = Converger(client, docs, p["owner"], check_mode=module.check_mode, diff=module.diff_mode,
                      prune=p["prune"], allow_disabling=p["allow_disabling"], workers=p["workers"])
+    conv.source_timeout = p["wait_timeout"]
     conv.read()
     conv.preflight()
     plan = conv.plan()

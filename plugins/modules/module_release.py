@@ -179,6 +179,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases im
     check_release_name,
     describe_candidates,
     find_release,
+    module_error_tick,
     module_ready_rules,
     normalize_version,
     plan_action,
@@ -234,6 +235,7 @@ def wait_done(module, action, name, module_name):
                            **release_wait_rules(client, module_name, "deployed"))
         return release, client.get("Module", module_name)
     release = wait_for(client, "ModuleRelease", name, timeout=timeout, grace=grace,
+                       tick=module_error_tick(client, module_name, grace),
                        **release_wait_rules(client, module_name, "reinstalled"))
     mod = wait_for(client, "Module", module_name, timeout=max(1, timeout - (time.monotonic() - started)),
                    grace=grace, **module_ready_rules(client, module_name, name))

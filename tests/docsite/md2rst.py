@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: deckhouse.platform developers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Turn the Markdown guides of docs/ into the RST pages of the docsite (docs/docsite/rst/).
@@ -164,6 +163,9 @@ class Converter:
                     body.append(lines[i][md_indent:] if lines[i][:md_indent].strip() == '' else lines[i].lstrip())
                     i += 1
                 i += 1
+                # The docs lint parses yaml blocks as one document; several documents are highlighted alike.
+                if lang == 'yaml' and any(b.strip() == '---' for b in body[1:]):
+                    lang = 'yaml+jinja'
                 out += ['', ind + '.. code-block:: ' + lang, '']
                 out += [(ind + '   ' + b) if b.strip() else '' for b in body]
                 out.append('')

@@ -164,8 +164,8 @@ def test_module_enable_survey_strings(module_cluster, credential, jobs, dkp_clus
 
     # a bad boolean and a zero timeout are refused before anything, naming the variables
     mark = dkp_cluster.audit_marker()
-    bad = run_job(jobs, credential, "module_enable.yml", dict(answers, module_enable_allow_disabling="maybe",
-                                                               module_enable_wait_timeout="0"))
+    bad_answers = dict(answers, module_enable_allow_disabling="maybe", module_enable_wait_timeout="0")
+    bad = run_job(jobs, credential, "module_enable.yml", bad_answers)
     assert_failed(bad)
     assert "module_enable_allow_disabling" in bad.stdout and "module_enable_wait_timeout" in bad.stdout
     assert our_writes(dkp_cluster, mark) == []
@@ -285,8 +285,8 @@ def test_registry_switch_bad_timeout_refused(registry_cluster, credential, jobs,
         assert_no_secret_in_artifacts(job, credential)
 
 
-def test_registry_migrate_false_confirmation_refuses_before_writing(fresh_simulator, credential, jobs, dkp_cluster,
-                                                                     kube):
+def test_registry_migrate_false_confirmation_refuses_before_writing(fresh_simulator, credential, jobs,
+                                                                    dkp_cluster, kube):
     clear_lock(kube)
     for word in ("false", ""):
         mark = dkp_cluster.audit_marker()

@@ -37,17 +37,24 @@ def get(api, kind, name):
         raise
 
 
-def delete(api, kind, name):
+def delete(api, kind, name, attempts=20):
+    """Delete, retrying while DKP's webhooks refuse (a config still uses a policy) or are down (a restart)."""
+    import time
     from kubernetes.client.rest import ApiException
     version, plural = PLURALS[kind]
-    try:
-        if kind == "ModuleConfig":
-            api.patch_cluster_custom_object(GROUP, version, plural, name, {
-                "metadata": {"annotations": {"modules.deckhouse.io/allow-disabling": "true"}}})
-        api.delete_cluster_custom_object(GROUP, version, plural, name)
-    except ApiException as e:
-        if e.status != 404:
-            raise
+    for attempt in range(attempts):
+        try:
+            if kind == "ModuleConfig":
+                api.patch_cluster_custom_object(GROUP, version, plural, name, {
+                    "metadata": {"annotations": {"modules.deckhouse.io/allow-disabling": "true"}}})
+            api.delete_cluster_custom_object(GROUP, version, plural, name)
+            return
+        except ApiException as e:
+            if e.status == 404:
+                return
+            if e.status not in (400, 500) or attempt == attempts - 1:
+                raise
+            time.sleep(1)
 
 
 def mc(name, **spec):
@@ -64,7 +71,7 @@ STATE = [
 ]
 NAMES = [("ModuleSource", "gitops-src"), ("ModuleUpdatePolicy", "gitops-policy"), ("ModuleConfig", "prometheus"),
          ("ModuleConfig", "ingress-nginx"), ("ModuleConfig", "cert-manager"), ("ModuleConfig", "cni-cilium"),
-         ("ModuleUpdatePolicy", "gitops-extra"), ("ModuleUpdatePolicy", "unowned")]
+         ("ModuleUpdatePolicy", "gitops-extra"), ("ModuleUpdatePolicy", "unowned"), ("ModuleConfig", "commander")]
 
 
 @pytest.fixture
@@ -205,3 +212,31 @@ def test_wait_for_all(kc, api, clean):
     waited = {(w["kind"], w["name"]): w["state"] for w in run.task("ds")["waited"]}
     assert waited[("Module", "ingress-nginx")].startswith("phase Ready")
     assert waited[("ModuleSource", "gitops-src")].startswith("syncTime ")
+
+
+def test_config_naming_a_new_policy_and_source_plans_and_applies(kc, api, clean):
+    import uuid
+
+    src_name = "gitops-new-%s" % uuid.uuid4().hex[:6]
+    state = [
+        {"apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource", "metadata": {"name": src_name},
+         "spec": {"registry": {"repo": REPO}}},
+        {"apiVersion": "deckhouse.io/v1alpha2", "kind": "ModuleUpdatePolicy", "metadata": {"name": "gitops-policy"},
+         "spec": {"releaseChannel": "Stable", "update": {"mode": "Auto"}}},
+        mc("commander", enabled=True, source=src_name, updatePolicy="gitops-policy"),
+    ]
+    try:
+        plan = run_tasks(kc, [ds_task(resources=state)], check=True)
+        assert status(plan, "ds") == "ok", plan.output
+        entry = plan.task("ds")["results"][2]
+        assert entry["action"] == "created" and entry["dry_run"] is False
+        assert sorted(entry["depends_on"]) == ["ModuleSource/%s" % src_name, "ModuleUpdatePolicy/gitops-policy"]
+        assert get(api, "ModuleUpdatePolicy", "gitops-policy") is None
+
+        applied = run_tasks(kc, [ds_task(resources=state, wait_timeout=120)])
+        assert status(applied, "ds") == "ok", applied.output
+        assert [r["action"] for r in applied.task("ds")["results"]] == ["created", "created", "created"]
+        assert get(api, "ModuleConfig", "commander")["spec"]["source"] == src_name
+    finally:
+        delete(api, "ModuleConfig", "commander")
+        delete(api, "ModuleSource", src_name)

@@ -180,14 +180,7 @@ def wait_offered(api, source, module, timeout=60):
     raise AssertionError("module %s is not offered by %s within %ss" % (module, source, timeout))
 
 
-def _release(api, phase):
-    items = api.list_cluster_custom_object(GROUP, "v1alpha1", "modulereleases")["items"]
-    return [r for r in items if (r.get("spec") or {}).get("moduleName") == "hello-world"
-            and (r.get("status") or {}).get("phase") == phase]
-
-
 def test_main_delivers_each_kind_of_event(kc, api, simulator, eda_objects):
-
     args = {"kubeconfig": str(kc), "watch_timeout": 5, "reconnect_delay": 0.5, "cluster": "local"}
     simulator.module_error_clear()  # an earlier failed run may have left one
     time.sleep(1)

@@ -280,6 +280,7 @@ def test_registry_mode_check_mode_and_diff_then_write_and_noop(kc, dkp_cluster, 
     assert out["settings"]["direct"]["license"] == NO_LOG
     assert {e["type"] for e in out["progress"]} >= {"TransitionContainerdConfigReady", "Ready"}
     assert "TransitionContainerdConfigReady: True" in real.output  # printed live by the action plugin
+    assert "TransitionContainerdConfigReady: True" in out["progress_lines"]  # and kept in the task result
     spec = registry.mc("deckhouse")["spec"]
     assert spec["settings"]["registry"] == {"mode": "Direct", "direct": {"imagesRepo": REPO, "license": LICENSE}}
     assert spec["settings"]["bundle"] == "Default" and spec["settings"]["releaseChannel"] == "Stable"
@@ -384,3 +385,21 @@ def test_registry_mode_parameter_change_ignores_hash_bumps_while_paused(kc, regi
     out = run.task("out")
     assert out["changed"] is True and "Timed out after 8s" in out["msg"]
     assert "has not picked up the new settings" in out["msg"] and "registry-config generation" in out["msg"]
+
+
+def test_local_images_timeout_names_the_node_registries(kc, registry, simulator):
+    """Local: the images are checked after the node services, against each master's registry; the images
+    timeout counts from that check, and its message names the nodes and how to push."""
+    registry.create_rw_user()
+    run = run_tasks(kc, [task("registry_mode", mode="Local", wait=True, wait_timeout=300, images_wait_timeout=5)])
+    assert task_status(run, "out") == "failed"
+    out = run.task("out")
+    msg = out["msg"]
+    assert "counted from the start of the images check" in msg
+    assert "master-0 (" in msg and "with errors" in msg and "d8 mirror push" in msg
+    types = [e["type"] for e in out["progress"]]
+    # released Local order: node services before the images
+    assert "NodeServicesReady" in types and "RegistryContainsRequiredImages" in types
+    assert types.index("NodeServicesReady") < types.index("RegistryContainsRequiredImages")
+    assert any("waiting for the platform images" in line for line in run.output.splitlines())
+    assert_no_secrets(run.output, str(run.records))

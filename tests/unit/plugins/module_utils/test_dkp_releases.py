@@ -302,3 +302,29 @@ def test_module_after_reinstall_tolerates_hook_errors_and_fails_on_conflict():
     assert rules["failure"]({"metadata": {"name": "a"}, "properties": {}, "status": {"phase": "Conflict"}})
     ready = {"metadata": {"name": "a"}, "status": {"phase": "Ready", "conditions": [{"type": "IsReady", "status": "True"}]}}
     assert rules["predicate"](ready) and rules["transient"](ready) is None
+
+
+def test_module_error_tick_fails_stuck_at_once_and_hook_errors_after_the_grace():
+    now = [0.0]
+    state = {"m": None}
+
+    class Client:
+        def get(self, kind, name):
+            return state["m"]
+    hook = {"metadata": {"name": "a"}, "status": {"phase": "Error", "conditions": [
+        {"type": "IsReady", "status": "False", "reason": "HookError", "message": "boom"}]}}
+    tick = r.module_error_tick(Client(), "a", 10, clock=lambda: now[0])
+    assert tick() is None
+    state["m"] = hook
+    assert tick() is None
+    now[0] = 5
+    assert tick() is None
+    state["m"] = {"metadata": {"name": "a"}, "status": {"phase": "Reconciling"}}
+    now[0] = 12
+    assert tick() is None, "the error cleared: the timer restarts"
+    state["m"] = hook
+    assert tick() is None
+    now[0] = 23
+    assert "boom" in tick()
+    state["m"] = {"metadata": {"name": "a"}, "properties": {}, "status": {"phase": "Unavailable"}}
+    assert "cannot become Ready" in r.module_error_tick(Client(), "a", 10, clock=lambda: 0)()
