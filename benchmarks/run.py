@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -278,8 +277,8 @@ def report(rows, reactions, switch, pings, executions, bulk_rows, args, python):
     lines += ["", "| wait reaction after the Module turns Ready | seconds |", "|---|---:|"]
     lines += ["| %s | %.2f |" % kv for kv in reactions.items()]
     lines += ["", "| one-hop registry switch (Unmanaged → Direct) | wall s | CPU s |", "|---|---:|---:|",
-              "| playbooks/registry_switch.yml (%d module executions) | %.1f | %.1f |" % (executions, switch[0],
-                                                                                      switch[1]),
+              "| playbooks/registry_switch.yml (%d module executions) | %.1f | %.1f |" % (
+                  executions, switch[0], switch[1]),
               "| 8 × ansible.builtin.ping | %.1f | %.1f |" % pings,
               "", "Switch / 8 pings: %.2f× wall, %.2f× CPU." % (switch[0] / pings[0], switch[1] / pings[1])]
     if bulk_rows:

@@ -86,7 +86,8 @@ class DkpModule:
             self.ansible.fail_json(msg=missing_required_lib("kubernetes"), exception=str(KUBERNETES_IMPORT_ERROR))
         self._client = None
         try:
-            check_positive(self.params, [n for n in POSITIVE_OPTIONS + tuple(positive_params) if n in spec])
+            check_positive(self.params, [n for n in POSITIVE_OPTIONS + tuple(positive_params)
+                                          if n in spec and n not in non_negative_params])
             check_positive(self.params, [n for n in NON_NEGATIVE_OPTIONS + tuple(non_negative_params) if n in spec],
                            allow_zero=NON_NEGATIVE_OPTIONS + tuple(non_negative_params))
         except DkpError as e:

@@ -17,6 +17,7 @@ __metaclass__ = type
 
 import contextlib
 import json
+import math
 import os
 import re
 import random
@@ -199,7 +200,7 @@ def check_positive(params, names, allow_zero=()):
             number = float(value)
         except (TypeError, ValueError):
             raise DkpError("%s must be a number of seconds, got %r" % (name, value))
-        if number != number or number in (float("inf"), float("-inf")):
+        if math.isnan(number) or math.isinf(number):
             raise DkpError("%s must be a finite number of seconds, got %r" % (name, value))
         if name in allow_zero:
             if number < 0:

@@ -392,7 +392,10 @@ class Converger:
         out = []
         for kind in reversed(ORDER):  # dependants first: a policy in use cannot be deleted
             for name, obj in sorted(self.live.get(kind, {}).items()):
-                labels = (obj.get("metadata") or {}).get("labels") or {}
+                meta = obj.get("metadata") or {}
+                labels = meta.get("labels") or {}
+                if meta.get("deletionTimestamp"):
+                    continue  # already being deleted (a finalizer holds it): nothing left to prune
                 if labels.get(OWNER_LABEL) == self.owner and (kind, name) not in declared:
                     out.append(obj)
         return out

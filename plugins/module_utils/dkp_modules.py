@@ -271,19 +271,43 @@ def transient_failure(name, module):
     return None
 
 
-def info_predicate(target):
-    """Predicate for module_info `wait_for`."""
+def same_version(a, b):
+    """Module versions compared without the leading `v` Module properties carry (v1.2.3 == 1.2.3)."""
+    return a is not None and b is not None and str(a).lstrip("vV") == str(b).lstrip("vV")
+
+
+def summary_matches(summary, filters):
+    """module_info's filters (phase, enabled, source, version, overridden; None = any) on one module_summary()."""
+    filters = filters or {}
+    if filters.get("phase") and summary["phase"] not in filters["phase"]:
+        return False
+    for key in ("enabled", "overridden"):
+        if filters.get(key) is not None and summary[key] != filters[key]:
+            return False
+    if filters.get("source") and summary["source"] != filters["source"]:
+        return False
+    if filters.get("version") and not same_version(summary["version"], filters["version"]):
+        return False
+    return True
+
+
+def info_predicate(target, filters=None):
+    """Predicate for module_info `wait_for`; a Module must also pass the task's `filters` (see summary_matches),
+    so `wait_for: ready` with `source: X` waits for Ready on source X, with `overridden: false` for Ready without
+    a ModulePullOverride. `absent` ignores the filters (there is nothing to filter)."""
     if target not in INFO_WAIT_TARGETS:
         raise DkpError("wait_for must be one of %s, got %r" % (", ".join(INFO_WAIT_TARGETS), target))
-    if target == "ready":
-        return lambda m: m is not None and module_summary(m)["ready"]
-    if target == "disabled":
-        return lambda m: m is not None and not module_summary(m)["enabled"] and not is_true(condition(m, "IsReady"))
     if target == "absent":
         return lambda m: m is None
-    if target == "overridden":
-        return lambda m: m is not None and module_summary(m)["overridden"]
-    return lambda m: m is not None and (m.get("status") or {}).get("phase") == target
+    if target == "ready":
+        state = lambda m: module_summary(m)["ready"]  # noqa: E731
+    elif target == "disabled":
+        state = lambda m: not module_summary(m)["enabled"] and not is_true(condition(m, "IsReady"))  # noqa: E731
+    elif target == "overridden":
+        state = lambda m: module_summary(m)["overridden"]  # noqa: E731
+    else:
+        state = lambda m: (m.get("status") or {}).get("phase") == target  # noqa: E731
+    return lambda m: m is not None and state(m) and summary_matches(module_summary(m), filters)
 
 
 def config_wait_target(enabled, spec_after):

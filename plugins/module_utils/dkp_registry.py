@@ -709,10 +709,12 @@ class SwitchTracker:
         """Fail-fast message: DKP refused our target, or someone else's target replaced ours."""
         s = self.last or {}
         if self.taken_over:
-            return ("registry-state now shows target_mode %s instead of %s: another run (or an operator) changed "
-                    "the registry settings while this one waited. Only one switch may run at a time "
-                    "(deckhouse.platform.run_lock); check ModuleConfig deckhouse spec.settings.registry"
-                    % (self.taken_over, self.target))
+            seen = ("registry-state now shows target_mode %s instead of %s" % (self.taken_over, self.target)
+                    if self.taken_over in MODES or self.taken_over == "Detached"
+                    else "spec.settings.registry was %s after this task wrote it" % self.taken_over)
+            return ("%s: another run (or an operator) changed the registry settings while this one waited. Only one "
+                    "switch may run at a time (deckhouse.platform.run_lock); check ModuleConfig deckhouse "
+                    "spec.settings.registry" % seen)
         if self.fresh and s.get("transition_error"):
             return ("DKP refused the switch to %s: %s. Nothing more will happen until the registry settings are "
                     "changed: switch through Direct or Unmanaged first (role registry_switch: `via: Direct`)."
@@ -909,8 +911,17 @@ def wait_switch(client, tracker, on_lines=None, on_images_pending=None, push=Non
         # nothing written and no registry module at work: nothing will happen
         return not tracker.baseline.get("written") and not (tracker.last or {}).get("exists")
 
+    written_gen = tracker.baseline.get("module_config_generation") if tracker.baseline.get("written") else None
+
     def tick():
-        return tracker.check_deadlines(clock(), push)
+        if written_gen is not None and not tracker.taken_over:
+            # another writer may change the settings before the orchestrator shows our target at all
+            config = client.get("ModuleConfig", DECKHOUSE_CONFIG)
+            gen = _int_or_none(((config or {}).get("metadata") or {}).get("generation"))
+            if gen is not None and gen > written_gen:
+                tracker.taken_over = "settings changed (ModuleConfig deckhouse generation %s -> %s)" % (
+                    written_gen, gen)
+        return tracker.failure() or tracker.check_deadlines(clock(), push)
 
     def describe(obj):
         return (tracker.last or parse_state(obj)).get("message")

@@ -33,6 +33,16 @@ options:
   source:
     description: Only Modules taken from this source (C(Embedded) for built-in modules).
     type: str
+  version:
+    description:
+      - Only Modules running this version (C(properties.version); a leading C(v) is ignored on both sides).
+    type: str
+    version_added: 0.2.0
+  overridden:
+    description:
+      - Only Modules with (V(true)) or without (V(false)) an active ModulePullOverride (condition C(IsOverridden)).
+    type: bool
+    version_added: 0.2.0
   wait_for:
     description:
       - Wait until the Module O(name) is in this state before returning it. V(ready) is phase C(Ready) with
@@ -41,6 +51,10 @@ options:
         (V(Reconciling), V(Downloaded), ...) is that C(status.phase).
       - For V(ready), C(Conflict) and C(Unavailable) fail at once, and C(Error)/C(HookError) or C(DownloadingError)
         fail when they persist for O(wait_grace) seconds, naming the last hook error.
+      - The filters O(phase), O(enabled), O(source), O(version) and O(overridden) are part of the state waited
+        for (not V(absent)). V(ready) with O(source) waits until the Module is Ready on that source, V(ready) with
+        O(overridden=false) until it is Ready without a ModulePullOverride, V(ready) with O(version) until it runs
+        that version.
       - A state that already holds returns at once. Needs O(name).
     type: str
     choices: [ready, disabled, absent, overridden, Unavailable, Available, Downloading, DownloadingError, Reconciling,
@@ -88,6 +102,13 @@ EXAMPLES = r"""
   deckhouse.platform.module_info:
     name: console
     wait_for: overridden
+
+- name: Wait until console is Ready on the ModuleSource example, without an override
+  deckhouse.platform.module_info:
+    name: console
+    wait_for: ready
+    source: example
+    overridden: false
 """
 
 RETURN = r"""
@@ -125,6 +146,9 @@ modules:
     critical:
       description: C(properties.critical).
       type: bool
+    overridden:
+      description: Condition C(IsOverridden) is True (a ModulePullOverride is active).
+      type: bool
     hook_error:
       description: The last hook or module error Deckhouse reports (C(IsReady) reason C(HookError)/C(ModuleError)), or null.
       type: str
@@ -154,20 +178,18 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules imp
     info_predicate,
     module_summary,
     stuck_failure,
+    summary_matches,
     transient_failure,
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC, apply_query, compile_query
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
 
 
-def matches(summary, params):
-    if params.get("phase") and summary["phase"] not in params["phase"]:
-        return False
-    if params.get("enabled") is not None and summary["enabled"] != params["enabled"]:
-        return False
-    if params.get("source") and summary["source"] != params["source"]:
-        return False
-    return True
+FILTERS = ("phase", "enabled", "source", "version", "overridden")
+
+
+def filters_of(params):
+    return dict((key, params.get(key)) for key in FILTERS)
 
 
 def validate(params):
@@ -191,7 +213,7 @@ def run(module):
         target = params["wait_for"]
         judged = target == "ready"
         start = time.monotonic()
-        obj = wait_for(client, "Module", name, info_predicate(target), params["wait_timeout"],
+        obj = wait_for(client, "Module", name, info_predicate(target, filters_of(params)), params["wait_timeout"],
                        describe=describe_module, grace=params["wait_grace"],
                        failure=(lambda m: stuck_failure(name, m)) if judged else None,
                        transient=(lambda m: transient_failure(name, m)) if judged else None)
@@ -203,7 +225,8 @@ def run(module):
     else:
         objs, _rv = client.list("Module")
     summaries = [module_summary(o) for o in objs]
-    result["modules"] = sorted((s for s in summaries if matches(s, params)), key=lambda s: s["name"])
+    result["modules"] = sorted((s for s in summaries if summary_matches(s, filters_of(params))),
+                               key=lambda s: s["name"])
     if query is not None:
         result["query_result"] = apply_query(result["modules"], query)
     return result
@@ -216,6 +239,8 @@ def main():
             phase=dict(type="list", elements="str"),
             enabled=dict(type="bool"),
             source=dict(type="str"),
+            version=dict(type="str"),
+            overridden=dict(type="bool"),
             wait_for=dict(type="str", choices=["ready", "disabled", "absent", "overridden", "Unavailable", "Available",
                                                "Downloading", "DownloadingError", "Reconciling", "Installing",
                                                "HooksDisabled", "WaitSyncTasks", "Downloaded", "Conflict", "Ready",

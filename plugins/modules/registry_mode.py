@@ -390,6 +390,8 @@ def run(module):
         result["diff"] = {"before": {"registry": result["settings_before"]},
                           "after": {"registry": result["settings"]}}
     baseline = state_baseline(state, written, generation)
+    if written:
+        baseline["module_config_generation"] = ((after or {}).get("metadata") or {}).get("generation")
     if not written and params.get("baseline"):
         baseline = dict(params["baseline"])
     result["wait_baseline"] = baseline

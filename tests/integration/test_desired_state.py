@@ -218,6 +218,7 @@ def test_config_naming_a_new_policy_and_source_plans_and_applies(kc, api, clean)
     import uuid
 
     src_name = "gitops-new-%s" % uuid.uuid4().hex[:6]
+    owner = "gitops-new-test"  # the source keeps a finalizer for a while: other tests' prunes must not see it
     state = [
         {"apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource", "metadata": {"name": src_name},
          "spec": {"registry": {"repo": REPO}}},
@@ -226,14 +227,14 @@ def test_config_naming_a_new_policy_and_source_plans_and_applies(kc, api, clean)
         mc("commander", enabled=True, source=src_name, updatePolicy="gitops-policy"),
     ]
     try:
-        plan = run_tasks(kc, [ds_task(resources=state)], check=True)
+        plan = run_tasks(kc, [ds_task(resources=state, owner=owner)], check=True)
         assert status(plan, "ds") == "ok", plan.output
         entry = plan.task("ds")["results"][2]
         assert entry["action"] == "created" and entry["dry_run"] is False
         assert sorted(entry["depends_on"]) == ["ModuleSource/%s" % src_name, "ModuleUpdatePolicy/gitops-policy"]
         assert get(api, "ModuleUpdatePolicy", "gitops-policy") is None
 
-        applied = run_tasks(kc, [ds_task(resources=state, wait_timeout=120)])
+        applied = run_tasks(kc, [ds_task(resources=state, wait_timeout=120, owner=owner)])
         assert status(applied, "ds") == "ok", applied.output
         assert [r["action"] for r in applied.task("ds")["results"]] == ["created", "created", "created"]
         assert get(api, "ModuleConfig", "commander")["spec"]["source"] == src_name

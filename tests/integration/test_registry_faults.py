@@ -202,7 +202,8 @@ def test_wait_fails_at_once_when_another_target_replaces_ours(kc, registry, simu
                                      "value": {"mode": "Unmanaged", "unmanaged": {"imagesRepo": REPO}}}])
     run = bg.join(120)
     assert task_status(run, "out") == "failed"
-    assert "target_mode Unmanaged instead of Direct" in run.task("out")["msg"]
+    msg = run.task("out")["msg"]
+    assert "another run (or an operator) changed the registry settings" in msg and "run_lock" in msg
     assert time.monotonic() - started < 60  # not the 300 s timeout
     assert run.task("out")["changed"] is True
 

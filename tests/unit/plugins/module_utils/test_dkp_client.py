@@ -108,11 +108,16 @@ def test_exec_returncode_from_a_failure_without_cause():
 
 # -- the HTTP retry loop, with a fake transport and a fake clock ---------------------------------------
 
+import base64
 import json as _json
 import ssl as _ssl
 
 import pytest
 import urllib3
+
+
+def _b64(data):
+    return base64.b64encode(data).decode()
 
 
 class _Clock:
@@ -258,41 +263,41 @@ def test_retry_window_caps_the_budget():
 
 
 def test_typed_errors():
-    client, _ = _client([_status(401, "Unauthorized", "Unauthorized")])
+    client, dummy = _client([_status(401, "Unauthorized", "Unauthorized")])
     with pytest.raises(c.AuthError, match="rejected the credentials"):
         client.get("ModuleConfig", "m")
-    client, _ = _client([_status(403, 'moduleconfigs.deckhouse.io "m" is forbidden', "Forbidden")])
+    client, dummy = _client([_status(403, 'moduleconfigs.deckhouse.io "m" is forbidden', "Forbidden")])
     with pytest.raises(c.ForbiddenError) as e:
         client.merge_patch("ModuleConfig", "m", {"spec": {}}, dry_run=True)
     assert "Check mode" in e.value.msg and "`patch`" in e.value.msg and e.value.details["dry_run"] is True
-    client, _ = _client([_status(403, "forbidden", "Forbidden")])
+    client, dummy = _client([_status(403, "forbidden", "Forbidden")])
     with pytest.raises(c.ForbiddenError) as e:
         client.create("ModuleConfig", {"metadata": {"name": "m"}}, dry_run=True)
     assert "`create`" in e.value.msg
-    client, _ = _client([_Resp(404, {"message": "404 page not found"})])
+    client, dummy = _client([_Resp(404, {"message": "404 page not found"})])
     with pytest.raises(c.NotServedError) as e:
         client.get("ModuleConfig", "m")
     assert e.value.status == 404 and e.value.reason == "NotServed"
-    client, _ = _client([_status(404, 'moduleconfigs "m" not found', "NotFound")])
+    client, dummy = _client([_status(404, 'moduleconfigs "m" not found', "NotFound")])
     client._pool.script[0].data = _json.dumps({"message": "not found", "reason": "NotFound",
                                                "details": {"name": "m"}}).encode()
     assert client.get("ModuleConfig", "m") is None
-    client, _ = _client([_status(409, "the object has been modified", "Conflict")])
+    client, dummy = _client([_status(409, "the object has been modified", "Conflict")])
     with pytest.raises(c.ConflictError) as e:
         client.merge_patch("ModuleConfig", "m", {"spec": {}})
     assert e.value.details["after_retry"] is False
 
 
 def test_a_conflict_after_a_retried_write_is_flagged():
-    client, _ = _client([REFUSED, _status(409, "the object has been modified", "Conflict")])
+    client, dummy = _client([REFUSED, _status(409, "the object has been modified", "Conflict")])
     with pytest.raises(c.ConflictError) as e:
         client.merge_patch("ModuleConfig", "m", {"spec": {}})
     assert e.value.details["after_retry"] is True
 
 
 def test_tls_verification_error_is_not_retried_and_gives_a_hint():
-    err = urllib3.exceptions.SSLError(_ssl.SSLCertVerificationError(1, "certificate verify failed: unable to get "
-                                                                        "local issuer certificate"))
+    reason = "certificate verify failed: unable to get local issuer certificate"
+    err = urllib3.exceptions.SSLError(_ssl.SSLCertVerificationError(1, reason))
     client, clock = _client([err])
     with pytest.raises(c.UnreachableError) as e:
         client.get("ModuleConfig", "m")
@@ -305,7 +310,7 @@ def test_watch_stream_errors_are_typed():
         def stream(self, *a, **kw):
             yield (_json.dumps({"type": "ERROR", "object": {"code": 410, "reason": "Expired",
                                                             "message": "too old"}}) + "\n").encode()
-    client, _ = _client([_Stream(200)])
+    client, dummy = _client([_Stream(200)])
     with pytest.raises(c.ApiError) as e:
         list(client.watch("Module", "5", name="m"))
     assert e.value.status == 410
@@ -344,7 +349,6 @@ def _self_signed(tmp_path):
 
 
 def test_kubeconfig_data_stays_in_memory(tmp_path, monkeypatch):
-    import base64
     import os
     import shutil
     import tempfile
@@ -355,9 +359,8 @@ def test_kubeconfig_data_stays_in_memory(tmp_path, monkeypatch):
     watched = tmp_path / "tmp"
     watched.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(watched))
-    b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
-    kc = _kc({"client-certificate-data": b64(cert), "client-key-data": b64(key)})
-    kc["clusters"][0]["cluster"] = {"server": "https://127.0.0.1:6443", "certificate-authority-data": b64(cert)}
+    kc = _kc({"client-certificate-data": _b64(cert), "client-key-data": _b64(key)})
+    kc["clusters"][0]["cluster"] = {"server": "https://127.0.0.1:6443", "certificate-authority-data": _b64(cert)}
     client = c.DkpClient({"kubeconfig": kc})
     assert client.conn.key_data == key and client.conn.key_file is None and client.conn.ca_file is None
     ctx = client.ssl_context()
@@ -425,16 +428,14 @@ def test_refused_exec_handshake_is_typed(monkeypatch):
 
 
 def test_kubernetes_config_loader_temp_files_are_taken_into_memory(tmp_path, monkeypatch):
-    import base64
     import os
 
     from kubernetes.config import kube_config
 
     cert, key = _self_signed(tmp_path)
-    b64 = lambda d: base64.b64encode(d).decode()  # noqa: E731
     kc = _kc({"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "true"},
-              "client-certificate-data": b64(cert), "client-key-data": b64(key)})
-    kc["clusters"][0]["cluster"] = {"server": "https://127.0.0.1:6443", "certificate-authority-data": b64(cert)}
+              "client-certificate-data": _b64(cert), "client-key-data": _b64(key)})
+    kc["clusters"][0]["cluster"] = {"server": "https://127.0.0.1:6443", "certificate-authority-data": _b64(cert)}
     conn = c._Connection()
     c._with_kubernetes_config(conn, kc, None, False)
     assert conn.key_data == key and conn.cert_data == cert and conn.ca_data == cert

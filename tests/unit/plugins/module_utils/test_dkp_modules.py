@@ -113,6 +113,36 @@ def test_info_predicates():
         dm.info_predicate("green")
 
 
+def test_info_predicates_honour_the_filters():
+    src = module(overridden="True")
+    src["properties"].update(source="example", version="v1.2.3")
+    plain = module()
+    plain["properties"].update(source="example", version="v1.2.0")
+    # Ready on a source / without an override / on a version
+    assert dm.info_predicate("ready", {"source": "example"})(src)
+    assert not dm.info_predicate("ready", {"source": "deckhouse"})(src)
+    assert not dm.info_predicate("ready", {"overridden": False})(src)
+    assert dm.info_predicate("ready", {"overridden": False})(plain)
+    assert dm.info_predicate("ready", {"overridden": True})(src)
+    assert dm.info_predicate("ready", {"version": "1.2.3"})(src) and dm.info_predicate("ready", {"version": "v1.2.3"})(src)
+    assert not dm.info_predicate("ready", {"version": "1.2.3"})(plain)
+    assert not dm.info_predicate("ready", {"enabled": False})(plain)
+    # the state itself still has to hold; None filters mean any
+    assert not dm.info_predicate("ready", {"source": "example"})(module(phase="Reconciling", ready="False"))
+    assert dm.info_predicate("ready", {"source": None, "version": None, "overridden": None})(module())
+    # absent ignores the filters
+    assert dm.info_predicate("absent", {"source": "example"})(None)
+    assert not dm.info_predicate("overridden", {"source": "x"})(src)
+
+
+def test_summary_matches_and_same_version():
+    s = dm.module_summary(module())
+    assert dm.summary_matches(s, None) and dm.summary_matches(s, {"phase": ["Ready", "Error"]})
+    assert not dm.summary_matches(s, {"phase": ["Error"]})
+    assert not dm.summary_matches(s, {"version": "1.0.0"}), "a Module without a version matches no version"
+    assert dm.same_version("v1.2.3", "1.2.3") and not dm.same_version(None, "1.2.3")
+
+
 # -- refusals ---------------------------------------------------------------------------------------
 
 def test_critical_and_confirmed_modules_need_allow_disabling():

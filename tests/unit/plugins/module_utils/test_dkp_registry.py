@@ -563,3 +563,23 @@ def test_local_push_instructions_never_hold_password():
     push = r.local_push_instructions({"spec": {"settings": {"modules": {"publicDomainTemplate": "%s.example.com"}}}}, rw)
     assert push["registry"] == "registry.example.com/system/deckhouse"
     assert "RW-PASSWORD" not in repr(push) and "registry-user-rw" in push["command"]
+
+
+def test_wait_switch_fails_when_the_settings_are_rewritten_before_dkp_shows_our_target():
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitFailed
+    first = secret(mode="Unmanaged", target="Unmanaged", conditions=[("Ready", "True", "", "")])
+    clock = FakeClock()
+
+    class WithConfig(FakeSecrets):
+        def get(self, kind, name, namespace=None):
+            if kind == "ModuleConfig":
+                self._check()
+                return {"metadata": {"name": "deckhouse", "generation": 7 if self.clock.now > 3 else 6}}
+            return super().get(kind, name, namespace)
+
+    api = WithConfig(clock, first)
+    base = dict(r.state_baseline(r.parse_state(first), written=True, generation=1), module_config_generation=6)
+    t = r.SwitchTracker("Direct", base, wait_timeout=300)
+    with pytest.raises(WaitFailed) as e:
+        r.wait_switch(api, t, clock=clock, sleep=clock.sleep, heartbeat=1.0)
+    assert "generation 6 -> 7" in e.value.msg and clock.now < 20

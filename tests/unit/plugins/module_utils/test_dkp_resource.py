@@ -138,8 +138,8 @@ def test_redaction_covers_nested_keys_and_list_values():
     out = r.redact(settings)
     m = NO_LOG_MARKER
     assert out == {"registry": {"proxy": {"licenseKey": m, "imagesRepo": "r"}}, "apiKeys": [m, m],
-                   "sshPrivateKeys": [{"name": m, "key": m}], "auth": {"basic": {"user": m, "password": m},
-                                                                      "enabled": True},
+                   "sshPrivateKeys": [{"name": m, "key": m}],
+                   "auth": {"basic": {"user": m, "password": m}, "enabled": True},
                    "list": [{"passphrase": m, "mode": "x"}], "token": None}
     assert settings["apiKeys"] == ["k1", "k2"], "input untouched"
 
