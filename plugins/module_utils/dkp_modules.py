@@ -276,9 +276,41 @@ def same_version(a, b):
     return a is not None and b is not None and str(a).lstrip("vV") == str(b).lstrip("vV")
 
 
+def parse_time(value):
+    """An RFC 3339 time (as Kubernetes writes it: 2026-12-01T10:00:00Z, optional fraction/offset) as epoch
+    seconds, or None when missing or unreadable."""
+    import datetime
+
+    if not value or not isinstance(value, str):
+        return None
+    text = value.strip().replace("z", "Z")
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?([+-]\d\d:\d\d)$", text)
+    if not match:
+        return None
+    base = datetime.datetime.strptime(match.group(1) + match.group(3).replace(":", ""), "%Y-%m-%dT%H:%M:%S%z")
+    return base.timestamp() + float(match.group(2) or 0)
+
+
+def ready_since(summary):
+    """When IsReady last turned True (epoch seconds), None when it is not True or carries no time."""
+    for cond in summary.get("conditions") or []:
+        if cond.get("type") == "IsReady" and cond.get("status") == "True":
+            return parse_time(cond.get("lastTransitionTime"))
+    return None
+
+
 def summary_matches(summary, filters):
-    """module_info's filters (phase, enabled, source, version, overridden; None = any) on one module_summary()."""
+    """module_info's filters (phase, enabled, source, version, overridden, ready_after; None = any) on one
+    module_summary(). `ready_after` (RFC 3339) keeps a Module only when IsReady turned True at or after that
+    time: evidence that Deckhouse ran it again after a change with that timestamp (a ModulePullOverride's
+    updatedAt), so a Ready from before the change is not taken for the answer."""
     filters = filters or {}
+    if filters.get("ready_after"):
+        since, after = ready_since(summary), parse_time(filters["ready_after"])
+        if since is None or after is None or since < after:
+            return False
     if filters.get("phase") and summary["phase"] not in filters["phase"]:
         return False
     for key in ("enabled", "overridden"):

@@ -43,6 +43,13 @@ options:
       - Only Modules with (V(true)) or without (V(false)) an active ModulePullOverride (condition C(IsOverridden)).
     type: bool
     version_added: 0.2.0
+  ready_after:
+    description:
+      - Only Modules whose condition C(IsReady) turned True at or after this RFC 3339 time (for example the
+        C(updated_at) of a ModulePullOverride). With O(wait_for=ready) this is the evidence that Deckhouse ran the
+        module again after that change, so a Ready from before it is not accepted.
+    type: str
+    version_added: 0.2.0
   wait_for:
     description:
       - Wait until the Module O(name) is in this state before returning it. V(ready) is phase C(Ready) with
@@ -51,7 +58,7 @@ options:
         (V(Reconciling), V(Downloaded), ...) is that C(status.phase).
       - For V(ready), C(Conflict) and C(Unavailable) fail at once, and C(Error)/C(HookError) or C(DownloadingError)
         fail when they persist for O(wait_grace) seconds, naming the last hook error.
-      - The filters O(phase), O(enabled), O(source), O(version) and O(overridden) are part of the state waited
+      - The filters O(phase), O(enabled), O(source), O(version), O(overridden) and O(ready_after) are part of the state waited
         for (not V(absent)). V(ready) with O(source) waits until the Module is Ready on that source, V(ready) with
         O(overridden=false) until it is Ready without a ModulePullOverride, V(ready) with O(version) until it runs
         that version.
@@ -177,6 +184,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules imp
     describe_module,
     info_predicate,
     module_summary,
+    parse_time,
     stuck_failure,
     summary_matches,
     transient_failure,
@@ -185,7 +193,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query impor
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
 
 
-FILTERS = ("phase", "enabled", "source", "version", "overridden")
+FILTERS = ("phase", "enabled", "source", "version", "overridden", "ready_after")
 
 
 def filters_of(params):
@@ -196,6 +204,9 @@ def validate(params):
     errors = []
     if params.get("name") is not None and check_name(params["name"]):
         errors.append(check_name(params["name"]))
+    if params.get("ready_after") and parse_time(params["ready_after"]) is None:
+        errors.append("ready_after must be an RFC 3339 time such as 2026-12-01T10:00:00Z, got %r"
+                      % params["ready_after"])
     if params.get("wait_for") and not params.get("name"):
         errors.append("wait_for waits for one Module: set `name`")
     if errors:
@@ -241,6 +252,7 @@ def main():
             source=dict(type="str"),
             version=dict(type="str"),
             overridden=dict(type="bool"),
+            ready_after=dict(type="str"),
             wait_for=dict(type="str", choices=["ready", "disabled", "absent", "overridden", "Unavailable", "Available",
                                                "Downloading", "DownloadingError", "Reconciling", "Installing",
                                                "HooksDisabled", "WaitSyncTasks", "Downloaded", "Conflict", "Ready",

@@ -335,3 +335,14 @@ def test_drop_connections_cuts_open_connections(dkp_cluster):
     conn.request("GET", "/version")
     assert conn.getresponse().status == 200
     conn.close()
+
+
+def test_reset_removes_run_lock_leases(kube, simulator):
+    from kubernetes import client
+
+    coord = client.CoordinationV1Api(kube)
+    coord.create_namespaced_lease("d8-system", {"metadata": {"name": "deckhouse-platform-runbook"},
+                                                "spec": {"holderIdentity": "killed-run", "leaseDurationSeconds": 600}})
+    simulator.reset()
+    names = [x.metadata.name for x in coord.list_namespaced_lease("d8-system").items]
+    assert "deckhouse-platform-runbook" not in names

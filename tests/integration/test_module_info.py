@@ -117,3 +117,29 @@ def test_check_mode_and_wait_for_write_nothing(kc, dkp_cluster):
     assert run.rc == 0, run.output
     assert task_status(run, "ready") == "ok" and run.task("ready")["changed"] is False
     assert our_writes(dkp_cluster, mark) == []
+
+
+def test_wait_honours_the_filters(kc, dkp_cluster):
+    """wait_for with source/version/overridden/ready_after: the filters are part of the state waited for."""
+    mark = dkp_cluster.audit_marker()
+    run = run_tasks(kc, [
+        {"name": "now", MI: {"name": "deckhouse", "wait_for": "ready", "source": "Embedded", "overridden": False,
+                             "ready_after": "2000-01-01T00:00:00Z", "wait_timeout": 10}},
+        {"name": "other-source", MI: {"name": "deckhouse", "wait_for": "ready", "source": "example",
+                                      "wait_timeout": 3}, "ignore_errors": True},
+        {"name": "future", MI: {"name": "deckhouse", "wait_for": "ready", "ready_after": "2999-01-01T00:00:00Z",
+                                "wait_timeout": 3}, "ignore_errors": True},
+        {"name": "version", MI: {"name": "deckhouse", "version": "0.0.0-none"}},
+        {"name": "bad-time", MI: {"name": "deckhouse", "ready_after": "yesterday"}, "ignore_errors": True},
+    ])
+    now = run.task("now")
+    assert task_status(run, "now") == "ok" and now["waited"] < 5, run.output
+    assert now["modules"][0]["name"] == "deckhouse" and now["modules"][0]["overridden"] is False
+    for title in ("other-source", "future"):
+        assert task_status(run, title) == "failed", run.output
+        msg = run.task(title)["msg"]
+        assert "deckhouse" in msg and "phase Ready" in msg, msg
+    assert run.task("version")["modules"] == [], "a version filter that does not match returns nothing"
+    assert task_status(run, "bad-time") == "failed"
+    assert "ready_after must be an RFC 3339 time" in run.task("bad-time")["msg"]
+    assert our_writes(dkp_cluster, mark) == []

@@ -68,6 +68,7 @@ SERVICE = Res("", "v1", "services", "Service", True)
 NAMESPACE = Res("", "v1", "namespaces", "Namespace")
 SERVICE_ACCOUNT = Res("", "v1", "serviceaccounts", "ServiceAccount", True)
 CLUSTER_ROLE_BINDING = Res("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding")
+LEASE = Res("coordination.k8s.io", "v1", "leases", "Lease", True)
 VALIDATING_WEBHOOK = Res(
     "admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration"
 )

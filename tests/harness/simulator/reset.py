@@ -13,7 +13,7 @@ import logging
 from . import consts as c
 from .common import (DECKHOUSE_REPO, FAKE_LICENSE, INITIAL_DECKHOUSE_SETTINGS, INITIAL_GLOBAL_SETTINGS,
                      MASTERS, WORKERS, anns, b64, md)
-from .kube import (ApiError, CONFIG_MAP, MODULE, MODULE_CONFIG, MODULE_PULL_OVERRIDE, MODULE_RELEASE,
+from .kube import (LEASE, ApiError, CONFIG_MAP, MODULE, MODULE_CONFIG, MODULE_PULL_OVERRIDE, MODULE_RELEASE,
                    MODULE_SOURCE, MODULE_UPDATE_POLICY, NODE, SECRET)
 
 log = logging.getLogger("simulator")
@@ -67,6 +67,13 @@ class ResetMixin:
         return names
 
     def _reset_cluster(self, timeout: float) -> None:
+        # a fresh cluster holds no runbook run lock (deckhouse.platform.run_lock Leases)
+        try:
+            for lease in self.admin.list(LEASE, c.NS)[0]:
+                if md(lease)["name"].startswith("deckhouse-platform-"):
+                    self.admin.delete(LEASE, md(lease)["name"], c.NS)
+        except ApiError as e:
+            log.warning("reset: run lock leases: %s", e)
         self._delete_all(MODULE_PULL_OVERRIDE)
         self._wait_gone(MODULE_PULL_OVERRIDE, timeout)
         self._delete_all(MODULE_RELEASE)

@@ -294,3 +294,15 @@ def test_hook_error_left_unchanged_after_the_change_fails_after_grace():
     with pytest.raises(DkpError, match=r"old-boom, unchanged for \d+s after this change \(longer than the grace of 30s"):
         dm.wait_config_applied(client, "m", "enabled", stuck, res, 600, 30, Engine([stuck, stuck]), WaitTimeout,
                                clock=clock)
+
+
+def test_ready_after_needs_a_fresh_is_ready():
+    m = module(t="2026-12-01T10:00:05Z")
+    assert dm.parse_time("2026-12-01T10:00:05Z") == dm.parse_time("2026-12-01T10:00:05.000+00:00")
+    assert dm.parse_time("2026-12-01T12:00:05+02:00") == dm.parse_time("2026-12-01T10:00:05Z")
+    assert dm.parse_time("yesterday") is None and dm.parse_time(None) is None
+    assert dm.info_predicate("ready", {"ready_after": "2026-12-01T10:00:05Z"})(m), "the same second counts"
+    assert dm.info_predicate("ready", {"ready_after": "2026-12-01T10:00:00Z"})(m)
+    assert not dm.info_predicate("ready", {"ready_after": "2026-12-01T10:00:06Z"})(m), "a Ready from before"
+    assert not dm.summary_matches(dm.module_summary(module(phase="Reconciling", ready="False")),
+                                  {"ready_after": "2026-12-01T09:00:00Z"})
