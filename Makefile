@@ -48,7 +48,11 @@ cluster-down: venv
 
 # Smoke run on DKP 1.75, in a cluster of its own (the 1.76 one at .local/cluster is not touched).
 SMOKE_175_DIR := $(ROOT)/.local/cluster-smoke-1.75
-SMOKE_175_TESTS ?= tests/integration/test_harness_versions.py tests/integration/test_harness_cluster.py
+SMOKE_175_TESTS ?= tests/integration/test_harness_versions.py tests/integration/test_harness_cluster.py \
+	tests/integration/test_module_update_policy.py \
+	"tests/integration/test_module_release.py::test_approval_is_read_as_go_parse_bool" \
+	"tests/integration/test_module_release.py::test_approval_flow_is_waitable_and_idempotent" \
+	"tests/integration/test_module_config.py::test_create_then_second_run_is_unchanged"
 integration-smoke-1.75: venv bins collection
 	$(PY) tests/harness/cluster.py up --dir $(SMOKE_175_DIR) --dkp-version 1.75
 	rc=0; DKP_VERSION=1.75 DKP_HARNESS_VERSIONS=1.75 DKP_KUBECONFIG=$(SMOKE_175_DIR)/kubeconfig $(PY) -m pytest -q $(SMOKE_175_TESTS) || rc=$$?; \
@@ -97,7 +101,7 @@ galaxy-import:
 bench: venv bins collection
 	$(PY) benchmarks/run.py --record
 
-test: sanity lint docs-check units matrix-ends galaxy-import integration
+test: sanity lint docs-check units matrix-ends galaxy-import integration integration-smoke-1.75
 
 clean:
 	-$(PY) tests/harness/cluster.py down --dir $(CLUSTER_DIR)

@@ -53,11 +53,11 @@ def measure(runner, kubeconfig, tmp, count=200, singles=5, repeats=3):
     bulk_play = _play(tmp / "bulk.yml", [{"name": "bulk", "deckhouse.platform.desired_state": {
         "src": str(state), "owner": "bench"}}])
     single_play = _play(tmp / "singles.yml", [
-        {"name": "single %d" % i, "deckhouse.platform.module_config": {"name": "%ss%02d" % (PREFIX, i),
-                                                                      "enabled": False}}
+        {"name": "single %d" % i,
+         "deckhouse.platform.module_config": {"name": "%ss%02d" % (PREFIX, i), "enabled": False}}
         for i in range(singles)])
     best = {}
-    for _ in range(repeats):
+    for _round in range(repeats):
         _cleanup(kubeconfig)
         for label, play in (("bulk_create", bulk_play), ("bulk_unchanged", bulk_play),
                             ("single_create", single_play), ("single_unchanged", single_play)):

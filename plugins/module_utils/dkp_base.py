@@ -87,7 +87,7 @@ class DkpModule:
         self._client = None
         try:
             check_positive(self.params, [n for n in POSITIVE_OPTIONS + tuple(positive_params)
-                                          if n in spec and n not in non_negative_params])
+                                         if n in spec and n not in non_negative_params])
             check_positive(self.params, [n for n in NON_NEGATIVE_OPTIONS + tuple(non_negative_params) if n in spec],
                            allow_zero=NON_NEGATIVE_OPTIONS + tuple(non_negative_params))
         except DkpError as e:

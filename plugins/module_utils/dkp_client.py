@@ -23,6 +23,7 @@ import re
 import random
 import socket
 import ssl
+import threading
 import time
 from urllib.parse import quote, urlencode
 
@@ -129,6 +130,7 @@ KINDS = {k.kind: k for k in (
     Kind("DeckhouseRelease", "deckhouse.io", "v1alpha1", "deckhousereleases"),
     Kind("Secret", "", "v1", "secrets", namespaced=True, deckhouse=False),
     Kind("Pod", "", "v1", "pods", namespaced=True, deckhouse=False),
+    Kind("Lease", "coordination.k8s.io", "v1", "leases", namespaced=True, deckhouse=False),
     Kind("Node", "", "v1", "nodes", deckhouse=False),
 )}
 
@@ -620,7 +622,9 @@ class DkpClient:
         self.retry = retry or RetryPolicy(timeout=self.retry_timeout)
         self._clock = clock or time.monotonic
         self._sleep = sleep or time.sleep
-        self._retry_until = None  # an absolute cap (client clock) set by retry_window()
+        # An absolute cap (client clock) set by retry_window(); per thread, since desired_state waits on
+        # several kinds at once through one client.
+        self._retry_local = threading.local()
         self.conn = _load_connection(params)
         self.host = self.conn.host
         self._pool = None
@@ -669,6 +673,14 @@ class DkpClient:
             else:
                 self._pool = urllib3.PoolManager(**tls)
         return self._pool
+
+    @property
+    def _retry_until(self):
+        return getattr(self._retry_local, "until", None)
+
+    @_retry_until.setter
+    def _retry_until(self, value):
+        self._retry_local.until = value
 
     @contextlib.contextmanager
     def retry_window(self, seconds):

@@ -21,6 +21,7 @@ __metaclass__ = type
 import copy
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -32,15 +33,25 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client impo
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
     ALLOW_DISABLING_ANNOTATION,
-    MODULE_FAILED_PHASES,
+    STALE_CONFIG_ERROR_GRACE,
+    change_evidence,
     check_name,
     config_error,
     describe_module,
-    is_true,
+    disabling_refusal,
+    expects_evidence,
     module_summary,
+    stuck_failure,
+    target_reached,
+    transient_failure,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_pull_overrides import (
+    SETTLE_SECONDS as MPO_SETTLE_SECONDS,
+    not_offered_refusal,
+    offering_sources,
+    override_wait_rules,
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    condition,
     deep_merge,
     ensure,
     is_sensitive_key,
@@ -54,6 +65,12 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources imp
     deckhouse_owned_violation,
     desired_docker_config,
     registry_host,
+    source_wait_rules,
+)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import (
+    WaitFailed,
+    WaitTimeout,
+    wait_for_all,
 )
 
 try:
@@ -215,8 +232,8 @@ def validate(docs, client=None):
             continue
         key = (doc.kind, doc.name)
         if key in seen:
-            errors.append("%s: duplicate %s %s (first declared in %s)" % (doc.where, doc.kind, doc.name,
-                                                                        seen[key].where))
+            errors.append("%s: duplicate %s %s (first declared in %s)"
+                          % (doc.where, doc.kind, doc.name, seen[key].where))
         else:
             seen[key] = doc
     if not errors and client is not None:
@@ -408,38 +425,53 @@ class Converger:
                 continue
             live = self.live.get("ModuleConfig", {}).get(doc.name)
             spec = doc.obj.get("spec") or {}
-            disabling = spec.get("enabled") is False and ((live or {}).get("spec") or {}).get("enabled") is not False
-            if disabling:
-                problem = self._confirmation_needed(doc.name, live, doc.obj)
-                if problem:
-                    errors.append(_err(doc, problem))
+            problem = self._disabling_problem(doc.name, live, doc.obj, "present", spec.get("enabled"))
+            if problem:
+                errors.append(_err(doc, problem))
         if self.prune:
             for obj in self.prunable():
-                if obj["kind"] == "ModuleConfig":
-                    problem = self._confirmation_needed(obj["metadata"]["name"], obj, None, pruning=True)
+                if obj["kind"] == "ModuleConfig" and ((obj.get("spec") or {}).get("enabled") is not False):
+                    # Deleting a config that already disables its module does not disable anything.
+                    problem = self._disabling_problem(obj["metadata"]["name"], obj, None, "absent", None)
                     if problem:
                         errors.append("prune ModuleConfig %s: %s" % (obj["metadata"]["name"], problem))
+        errors += self._offer_problems()
         if errors:
             raise DkpError("The desired state cannot be applied; nothing was written:\n- " + "\n- ".join(errors),
                            errors=errors)
 
-    def _confirmation_needed(self, name, live, declared, pruning=False):
+    def _disabling_problem(self, name, live, declared, state, enabled):
+        """dkp_modules.disabling_refusal (critical modules, DKP's confirmation), the Module read only when
+        the write would disable it. An allow-disabling annotation the state itself declares counts as
+        DKP's confirmation (the webhook sees it on the same write)."""
         if self.allow_disabling:
             return None
-        for obj in (live, declared):
-            annotations = ((obj or {}).get("metadata") or {}).get("annotations") or {}
-            if annotations.get(ALLOW_DISABLING_ANNOTATION) == "true":
-                return None
-        if pruning and ((live or {}).get("spec") or {}).get("enabled") is False:
-            return None
-        module = self.client.get("Module", name)
-        opts = ((module or {}).get("properties") or {}).get("disableOptions") or {}
-        if not opts.get("confirmation"):
-            return None
-        return ("%s would disable module %s, whose disabling DKP asks to confirm (%s); set allow_disabling: true "
-                "(or the %s=true annotation) if you are sure" % ("pruning" if pruning else "spec.enabled: false",
-                                                                 name, opts.get("message") or "confirmation required",
-                                                                 ALLOW_DISABLING_ANNOTATION))
+        if state == "absent":
+            disabling = live is not None
+        else:
+            disabling = enabled is False and ((live or {}).get("spec") or {}).get("enabled") is not False
+        if not disabling:
+            return None  # no need to read the Module
+        config = copy.deepcopy(live) if live else {}
+        annotations = ((declared or {}).get("metadata") or {}).get("annotations") or {}
+        if annotations.get(ALLOW_DISABLING_ANNOTATION):
+            meta = config.setdefault("metadata", {})
+            meta["annotations"] = dict(meta.get("annotations") or {}, **{
+                ALLOW_DISABLING_ANNOTATION: annotations[ALLOW_DISABLING_ANNOTATION]})
+        return disabling_refusal(name, self.client.get("Module", name), config, state, enabled, False)
+
+    def _offer_problems(self):
+        """module_pull_override's rule: a new override for a module no ModuleSource offers can never pull
+        anything. A source the state creates has not synced yet, so its offer is unknown: then the rule waits
+        for the next run."""
+        new = [d for d in self.docs if d.kind == "ModulePullOverride"
+               and d.name not in self.live.get("ModulePullOverride", {})]
+        if not new or any(d.kind == "ModuleSource" and d.name not in self.live.get("ModuleSource", {})
+                          for d in self.docs):
+            return []
+        _names, offered = offering_sources(self.client, new[0].name)
+        return [_err(d, not_offered_refusal(d.name, offered)) for d in new
+                if not any(d.name in mods for mods in offered.values())]
 
     def _plan_one(self, doc):
         live = self.live.get(doc.kind, {}).get(doc.name)
@@ -490,7 +522,7 @@ class Converger:
     def _pool_map(self, fn, items):
         if len(items) <= 1 or self.workers == 1:
             return [fn(i) for i in items]
-        _ = self.client.pool  # build the shared pool before the threads race to create it
+        getattr(self.client, "pool", None)  # build the shared pool before the threads race to create it
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(fn, items))
 
@@ -620,115 +652,231 @@ def field_managers(obj, paths, ignore=()):
                              "time": entry.get("time"), "fields": touched})
     return managers
 
-MPO_READY_MESSAGE = "Ready"
-MPO_FAILURES = ("The module is embedded", "The module disabled", "The module not found", "The source not found",
-                "The module does not have an active source", "Download error", "validation failed")
+
+def snapshot_modules(client, docs):
+    """The Modules a wait will judge, listed once before the writes: the "before" of change evidence."""
+    if not any(d.kind == "ModuleConfig" and isinstance((d.obj.get("spec") or {}).get("enabled"), bool)
+               for d in docs):
+        return {}
+    items, _rv = client.list("Module")
+    return {i["metadata"]["name"]: i for i in items}
 
 
-def _wait_targets(docs, entries, before):
-    """(kind, name, predicate, failure, describe) for every declared object worth waiting for."""
+def _obj_name(obj):
+    return ((obj or {}).get("metadata") or {}).get("name")
+
+
+class _Target:
+    """The rules of one waited object, in dkp_wait terms (per-kind rules from the kind's module_utils)."""
+
+    def __init__(self, kind, name, predicate, describe, failure=None, transient=None, fresh=None, group=""):
+        self.kind, self.name = kind, name
+        self.group = group  # one wait_for_all per (kind, group): their rules agree on an absent object
+        self.predicate, self.describe = predicate, describe
+        self.failure, self.transient, self.fresh = failure, transient, fresh
+
+
+def _module_target(name, enabled, changed, before_mod, live_config, wanted_config):
+    target = "enabled" if enabled else "disabled"
+    if not enabled:
+        # A module being switched off may show errors on its way down: only the end state is judged.
+        return _Target("Module", name, lambda m: target_reached("disabled", m), describe_module, group="off")
+
+    def ready(mod):
+        return target_reached("enabled", mod) and module_summary(mod)["enabled_by_config"]
+
+    def processed(mod):
+        return change_evidence(before_mod, mod) is not None
+
+    # When Deckhouse must show it processed the write (EnabledByModuleConfig flips), a Ready or a hook error
+    # from before the write is not judged.
+    fresh = processed if changed and expects_evidence(before_mod, target, (live_config or {}).get("spec"),
+                                                      (wanted_config or {}).get("spec")) else None
+    return _Target("Module", name, ready, describe_module, failure=lambda m: stuck_failure(name, m),
+                   transient=lambda m: transient_failure(name, m), fresh=fresh)
+
+
+def _wait_targets(docs, entries, before, after=None, modules_before=None, clock=time.monotonic):
+    """A _Target for every declared object worth waiting for."""
     actions = {(e["kind"], e["name"]): e["action"] for e in entries}
+    after = after or {}
+    modules_before = modules_before or {}
+    started = clock()
     targets = []
     for doc in docs:
         spec = doc.obj.get("spec") or {}
         changed = actions.get((doc.kind, doc.name)) in ("created", "updated")
-        old = ((before.get(doc.kind) or {}).get(doc.name) or {}).get("status") or {}
+        old = (before.get(doc.kind) or {}).get(doc.name)
+        new = after.get((doc.kind, doc.name))
         if doc.kind == "ModuleConfig" and isinstance(spec.get("enabled"), bool) and doc.name != "global":
-            if spec["enabled"]:
-                def ready(mod):
-                    s = module_summary(mod) if mod else None
-                    return bool(s and s["enabled_by_config"] and s["ready"])
-
-                def failure(mod, name=doc.name):
-                    phase = ((mod or {}).get("status") or {}).get("phase")
-                    if phase in MODULE_FAILED_PHASES:
-                        return "Module %s cannot become Ready: %s" % (name, describe_module(mod))
-                    return None
-            else:
-                def ready(mod):
-                    return mod is None or (not is_true(condition(mod, "EnabledByModuleConfig"))
-                                           and not is_true(condition(mod, "IsReady")))
-                failure = None
-            targets.append(("Module", doc.name, ready, failure, describe_module))
+            targets.append(_module_target(doc.name, spec["enabled"], changed, modules_before.get(doc.name), old,
+                                          new or doc.obj))
         elif doc.kind == "ModuleSource":
-            def synced(src, changed=changed, old_sync=old.get("syncTime")):
-                sync = ((src or {}).get("status") or {}).get("syncTime")
-                return bool(sync) and (not changed or old_sync is None or sync != old_sync)
-            targets.append(("ModuleSource", doc.name, synced, None,
-                            lambda o: "syncTime %s" % (((o or {}).get("status") or {}).get("syncTime") or "never")))
+            rules = source_wait_rules(before=old, after=new, changed=changed)
+            targets.append(_Target("ModuleSource", doc.name, rules["predicate"], rules["describe"],
+                                   failure=rules["failure"], fresh=rules["fresh"]))
         elif doc.kind == "ModulePullOverride":
-            def deployed(mpo, changed=changed, old=old):
-                status = (mpo or {}).get("status") or {}
-                if status.get("message") != MPO_READY_MESSAGE or not status.get("imageDigest"):
-                    return False
-                return (not changed or not old or status.get("imageDigest") != old.get("imageDigest")
-                        or status.get("updatedAt") != old.get("updatedAt"))
-
-            def mpo_failure(mpo):
-                message = ((mpo or {}).get("status") or {}).get("message") or ""
-                return message if message.startswith(MPO_FAILURES) else None
-            targets.append(("ModulePullOverride", doc.name, deployed, mpo_failure,
-                            lambda o: "message %r, digest %s" % (((o or {}).get("status") or {}).get("message"),
-                                                                 ((o or {}).get("status") or {}).get("imageDigest"))))
+            old_tag = ((old or {}).get("spec") or {}).get("imageTag")
+            must_change = "digest_or_time" if changed and old is not None and old_tag != spec.get("imageTag") \
+                else None
+            rules = override_wait_rules(doc.name, old, must_change,
+                                        lambda: clock() - started >= MPO_SETTLE_SECONDS)
+            targets.append(_Target("ModulePullOverride", doc.name, rules["predicate"], rules["describe"],
+                                   failure=rules["failure"]))
     return targets
 
 
-def wait_all(client, docs, entries, before, timeout, tick=2.0, clock=time.monotonic, sleep=time.sleep,
-             grace=10.0):
-    """Wait for every target at once: each tick is one LIST per kind involved (not one watch per object),
-    so 200 modules cost the same as one. API errors (an apiserver restart, Deckhouse's webhook down) are
-    ridden through until the deadline; the timeout names every object not ready with its last state."""
-    targets = _wait_targets(docs, entries, before)
+def _dispatch(targets, key):
+    """One rule for wait_for_all from per-object rules. An absent object (None) carries no name: every
+    kind's rule gives the same answer for it, so the first target's rule is asked."""
+    rules = {t.name: getattr(t, key) for t in targets}
+    if not any(rules.values()):
+        return None
+    first = rules[targets[0].name]
+
+    def rule(obj):
+        fn = rules.get(_obj_name(obj), first) if obj is not None else first
+        if fn is None:
+            return True if key == "fresh" else None
+        if obj is None and key == "failure":
+            return "%s was deleted while waiting" % targets[0].kind if fn(None) else None
+        return fn(obj)
+    return rule
+
+
+class _Aborted(DkpError):
+    """Another kind's wait failed: this one stops (raised through the engine's tick)."""
+
+
+def _wait_kind(client, kind, targets, timeout, grace, abort, seen, configs_before, clock, sleep, heartbeat):
+    """One dkp_wait.wait_for_all (one list + one watch) over every waited object of `kind`."""
+    by_name = {t.name: t for t in targets}
+    fresh_rule = _dispatch(targets, "fresh")
+
+    def record(obj, fresh_ok=True):
+        name = _obj_name(obj)
+        if name in by_name:
+            seen[(kind, name)] = (obj, fresh_ok)
+
+    def fresh(obj):
+        ok = fresh_rule(obj) if fresh_rule else True
+        record(obj, ok)
+        return ok
+
+    failure_rule = _dispatch(targets, "failure")
+
+    def failure(obj):
+        record(obj)
+        return failure_rule(obj) if failure_rule else None
+
+    def describe(obj):
+        target = by_name.get(_obj_name(obj)) or targets[0]
+        return target.describe(obj)
+
+    started = clock()
+
+    def tick():
+        if abort.is_set():
+            raise _Aborted("stopped: another wait failed")
+        if kind != "Module":
+            return None
+        # A ModuleConfig error Deckhouse reports after our write fails the wait; one that predates it gets
+        # a short grace (Deckhouse may not have processed the write yet).
+        items, _rv = client.list("ModuleConfig")
+        for item in items:
+            name = _obj_name(item)
+            if name not in by_name or by_name[name].failure is None:
+                continue  # a module being disabled may show errors on its way down
+            error = config_error(item)
+            if error and (error != configs_before.get(name) or clock() - started > STALE_CONFIG_ERROR_GRACE):
+                return "ModuleConfig %s reports: %s" % (name, error)
+        return None
+
+    return wait_for_all(client, kind, list(by_name), _dispatch(targets, "predicate"), timeout, describe=describe,
+                        failure=failure, transient=_dispatch(targets, "transient"), grace=grace,
+                        fresh=fresh, tick=tick, heartbeat=heartbeat,
+                        clock=clock, sleep=sleep)
+
+
+def wait_all(client, docs, entries, before, timeout, grace=60, after=None, modules_before=None,
+             clock=time.monotonic, sleep=time.sleep, heartbeat=2.0):
+    """Wait for every declared object on the one wait engine (dkp_wait.wait_for_all): one list and one watch
+    per kind, the kinds concurrently (a thread each). Per-kind rules come from the kind's module_utils
+    (dkp_modules, dkp_sources, dkp_pull_overrides): stuck states fail at once, hook errors are ridden out for
+    `grace` seconds, states from before our write are not judged. The first failure stops every wait; a
+    timeout names the last state of every unfinished object."""
+    targets = _wait_targets(docs, entries, before, after, modules_before, clock)
     if not targets:
         return []
-    kinds = sorted(set(t[0] for t in targets))
-    deadline = clock() + timeout
-    started = clock()
-    pending = {(t[0], t[1]): t for t in targets}
-    last = {}
-    done = []
-    last_error = None
-    while True:
+    groups = sorted(set((t.kind, t.group) for t in targets))
+    configs_before = {n: config_error(o) for n, o in (before.get("ModuleConfig") or {}).items()}
+    abort = threading.Event()
+    seen = {}
+    outcome = {}
+
+    def run(group):
         try:
-            listed = {}
-            for kind in kinds:
-                items, _rv = client.list(kind)
-                listed[kind] = {i["metadata"]["name"]: i for i in items}
-            configs = {}
-            if any(k == "Module" for k in kinds):
-                items, _rv = client.list("ModuleConfig")
-                configs = {i["metadata"]["name"]: i for i in items}
-            last_error = None
-        except DkpError as e:
-            last_error = e.msg
-            listed = None
-        if listed is not None:
-            for key in list(pending):
-                kind, name, ready, failure, describe = pending[key]
-                obj = listed[kind].get(name)
-                last[key] = describe(obj)
-                if ready(obj):
-                    done.append({"kind": kind, "name": name, "state": last[key]})
-                    del pending[key]
-                    continue
-                # A failure already present before the write gets a short grace: Deckhouse may not have
-                # processed our change yet.
-                message = failure(obj) if failure else None
-                if kind == "Module" and not message:
-                    error = config_error(configs.get(name))
-                    message = "ModuleConfig %s reports: %s" % (name, error) if error else None
-                if message and clock() - started >= grace:
-                    raise DkpError(message, last_state=last[key], waited=done)
-        if not pending:
-            return done
-        if clock() >= deadline:
-            states = ["%s %s: %s" % (k[0], k[1], last.get(k, "never read")) for k in sorted(pending)]
-            raise DkpError("Timed out after %ss waiting for %d of %d objects; last observed: %s%s" % (
-                int(timeout), len(pending), len(targets), "; ".join(states),
-                " (last API error: %s)" % last_error if last_error else ""),
-                last_state=states, waited=done)
-        sleep(max(0.05, min(tick, deadline - clock())))
+            outcome[group] = _wait_kind(client, group[0], [t for t in targets if (t.kind, t.group) == group],
+                                        timeout, grace, abort, seen, configs_before, clock, sleep, heartbeat)
+        except WaitTimeout as e:
+            outcome[group] = e
+        except Exception as e:  # pylint: disable=broad-except
+            outcome[group] = e  # re-raised below, in this thread
+            if not isinstance(e, _Aborted):
+                abort.set()
+
+    if len(groups) == 1:
+        run(groups[0])
+    else:
+        getattr(client, "pool", None)  # build the shared connection pool before the threads race to create it
+        threads = [threading.Thread(target=run, args=(g,), name="desired-state-wait-%s" % g[0]) for g in groups]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    key = {id(t): (t.kind, t.group) for t in targets}
+    done = [{"kind": t.kind, "name": t.name, "state": t.describe(outcome[key[id(t)]][t.name])}
+            for t in targets if isinstance(outcome.get(key[id(t)]), dict)]
+    for group in groups:
+        error = outcome.get(group)
+        if isinstance(error, Exception) and not isinstance(error, (WaitTimeout, _Aborted)):
+            if isinstance(error, WaitFailed):
+                msg = error.msg
+                if error.details.get("object") and error.details["object"] not in msg:
+                    msg = "%s (%s %s)" % (msg, group[0], error.details["object"])
+                raise WaitFailed(msg, **dict(error.details, waited=done))
+            raise error
+    if all(isinstance(outcome.get(g), dict) for g in groups):
+        return done
+    pending = [t for t in targets if isinstance(outcome.get(key[id(t)]), WaitTimeout)
+               and t.name in (outcome[key[id(t)]].details.get("pending") or [t.name])]
+    states = []
+    transient = {}
+    last_error = None
+    for t in pending:
+        details = outcome[key[id(t)]].details
+        if (t.kind, t.name) in seen:
+            obj, fresh_ok = seen[(t.kind, t.name)]
+            text = t.describe(obj) + ("" if fresh_ok else " (not yet updated after our change)")
+        elif not details.get("pending"):  # a single-object wait: its last state is this object's
+            text = details.get("last_state")
+        else:
+            text = "absent or never read"
+        states.append("%s %s: %s" % (t.kind, t.name, text))
+        last = details.get("last_transient")
+        if isinstance(last, dict) and last.get(t.name):
+            transient["%s %s" % (t.kind, t.name)] = last[t.name]
+        elif isinstance(last, str):
+            transient["%s %s" % (t.kind, t.name)] = last
+        last_error = details.get("last_error") or last_error
+    raise WaitTimeout("Timed out after %ss waiting for %d of %d objects; last observed: %s%s%s" % (
+        int(timeout), len(pending), len(targets), "; ".join(states),
+        "; last transient error: %s" % "; ".join("%s: %s" % kv for kv in sorted(transient.items()))
+        if transient else "",
+        "; last API problem: %s" % last_error if last_error else ""),
+        last_state=states, waited=done, **({"last_transient": transient} if transient else {}))
 
 
 __all__ = ["ORDER", "OWNER_LABEL", "NO_LOG_MARKER", "load", "validate", "Converger", "summarize", "plan_markdown",
-           "field_managers", "secret_values", "check_owner", "wait_all"]
+           "field_managers", "secret_values", "check_owner", "wait_all",
+           "snapshot_modules"]

@@ -20,6 +20,7 @@ __metaclass__ = type
 import datetime
 import getpass
 import os
+import re
 import socket
 import time
 
@@ -81,6 +82,7 @@ def _playbook_pid():
     """The PID of the ansible-playbook (or ansible-runner) process running this module, so every task
     of one run computes the same holder; the module's own PID changes with every task."""
     pid = os.getppid()
+    found = None
     for _depth in range(12):
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -90,11 +92,15 @@ def _playbook_pid():
         except (OSError, ValueError, IndexError):
             break
         if b"ansible-playbook" in cmdline or b"ansible-runner" in cmdline:
-            return pid
+            # the outermost one: each task runs in a worker forked from ansible-playbook, with the same
+            # command line but a PID of its own
+            found = pid
+        elif found is not None:
+            break
         if parent <= 1:
             break
         pid = parent
-    return os.getppid()
+    return found or os.getppid()
 
 
 def default_holder(job_id=None, environ=None):
@@ -145,6 +151,22 @@ def _owned_spec(holder, ttl, now, transitions, keep_since=None):
             "leaseTransitions": int(transitions)}
 
 
+# What the apiserver accepts as a Lease name (DNS-1123 subdomain) and a namespace (DNS-1123 label):
+# checked here so a bad name is refused before any request, naming the option.
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def check_name(name, namespace=DEFAULT_NAMESPACE):
+    """Refuse a Lease name / namespace the apiserver would reject (422), before any request."""
+    if not isinstance(name, str) or not name or len(name) > 253 or not _SUBDOMAIN.match(name):
+        raise DkpError("name must be a Lease name (DNS-1123 subdomain: lowercase letters, digits, '-' and '.', "
+                       "starting and ending with a letter or digit, at most 253 characters), got %r" % (name,))
+    if not isinstance(namespace, str) or not namespace or len(namespace) > 63 or not _LABEL.match(namespace):
+        raise DkpError("namespace must be a DNS-1123 label (lowercase letters, digits and '-', at most 63 "
+                       "characters), got %r" % (namespace,))
+
+
 def check_ttl(ttl, wait_timeout=None):
     if ttl is None or int(ttl) < 1:
         raise DkpError("lease_duration must be a positive number of seconds, got %r" % (ttl,))
@@ -154,12 +176,15 @@ def check_ttl(ttl, wait_timeout=None):
 
 
 def acquire(client, name, holder, ttl, wait_timeout, namespace=DEFAULT_NAMESPACE, purpose=None,
-            check_mode=False, poll=2.0, clock=time.monotonic, sleep=time.sleep, now=now_utc):
+            check_mode=False, poll=2.0, clock=time.monotonic, sleep=time.sleep, now=now_utc, break_lock=False):
     """Take the lock for `holder` for `ttl` seconds; returns a result dict.
 
     Held by us already: renewed. Held by someone else: wait up to `wait_timeout` seconds (0 = fail at
-    once) with LockHeld naming the holder and since when. Check mode reads only and reports what a real
-    run would do (`would`: acquire, renew, wait or fail)."""
+    once) with LockHeld naming the holder and since when. `break_lock`: take a lock held by someone else
+    over at once (the operator knows that run is gone, e.g. a killed AWX job); the result names the
+    previous holder in `broken_from`. Check mode reads only and reports what a real run would do
+    (`would`: acquire, renew, break, wait or fail)."""
+    check_name(name, namespace)
     check_ttl(ttl, wait_timeout)
     deadline = clock() + wait_timeout
     started = clock()
@@ -173,13 +198,15 @@ def acquire(client, name, holder, ttl, wait_timeout, namespace=DEFAULT_NAMESPACE
                 would = "renew"
             elif state["free"]:
                 would = "acquire"
+            elif break_lock:
+                would = "break"
             else:
                 would = "wait" if wait_timeout > 0 else "fail"
-            return {"changed": would in ("acquire", "renew"), "acquired": False, "would": would, "holder": holder,
+            return {"changed": would in ("acquire", "renew", "break"), "acquired": False, "would": would, "holder": holder,
                     "lease": state, "namespace": namespace, "name": name}
         if mine:
             return dict(renew(client, name, holder, ttl, namespace=namespace, now=now), action="renewed")
-        if state["free"]:
+        if state["free"] or break_lock:
             stamp = now()
             if live is None:
                 body = {"apiVersion": LEASE_KIND.api_version, "kind": "Lease",
@@ -202,7 +229,10 @@ def acquire(client, name, holder, ttl, wait_timeout, namespace=DEFAULT_NAMESPACE
             result = {"changed": True, "acquired": True, "action": "acquired", "holder": holder,
                       "lease": lease_state(after, stamp), "namespace": namespace, "name": name,
                       "waited": round(clock() - started, 1)}
-            if state["expired"]:
+            if not state["free"]:
+                result["broken_from"] = {"holder": state["holder"], "since": state["since"],
+                                         "expires": state["expires"], "purpose": state["purpose"]}
+            elif state["expired"]:
                 result["took_over_from"] = {"holder": state["holder"], "since": state["since"],
                                             "expired_at": state["expires"]}
             return result
@@ -211,8 +241,10 @@ def acquire(client, name, holder, ttl, wait_timeout, namespace=DEFAULT_NAMESPACE
         if remaining <= 0:
             how = ("after waiting %ss" % int(wait_timeout)) if wait_timeout > 0 else (
                 "and max_wait is 0 (set max_wait/wait_timeout to wait for it)")
-            raise LockHeld("Run lock Lease %s/%s is %s; not acquired %s" % (
-                namespace, name, _describe_holder(waited_for), how), lease=waited_for, acquired=False)
+            raise LockHeld("Run lock Lease %s/%s is %s; not acquired %s. If that run is gone (a killed job), "
+                           "take the lock over with break_lock=true, or free it with `kubectl -n %s delete lease "
+                           "%s`" % (namespace, name, _describe_holder(waited_for), how, namespace, name),
+                           lease=waited_for, acquired=False)
         # Poll: waking up when the holder releases is enough; a crashed holder is noticed at expiry.
         until_expiry = None
         if state["expires"]:
@@ -225,6 +257,7 @@ def acquire(client, name, holder, ttl, wait_timeout, namespace=DEFAULT_NAMESPACE
 
 def renew(client, name, holder, ttl, namespace=DEFAULT_NAMESPACE, now=now_utc):
     """Push renewTime forward; LockLost when the lock is no longer ours."""
+    check_name(name, namespace)
     check_ttl(ttl)
     for _attempt in range(5):
         live = client.get("Lease", name, namespace)
@@ -249,6 +282,7 @@ def renew(client, name, holder, ttl, namespace=DEFAULT_NAMESPACE, now=now_utc):
 def release(client, name, holder, namespace=DEFAULT_NAMESPACE, check_mode=False, now=now_utc):
     """Free the lock if `holder` has it (holderIdentity cleared, the Lease kept for its history);
     a lock held by someone else is left alone (released: false, with the reason)."""
+    check_name(name, namespace)
     for _attempt in range(5):
         live = client.get("Lease", name, namespace)
         state = lease_state(live, now())

@@ -159,8 +159,8 @@ def override_wait_rules(name, before, must_change, settled, allow_missing=False)
 
     def ready(obj):
         status = status_of(obj)
-        return bool(status.get("imageDigest")) and status.get("message") == READY_MESSAGE and moved(before, obj,
-                                                                                                   must_change)
+        return (bool(status.get("imageDigest")) and status.get("message") == READY_MESSAGE
+                and moved(before, obj, must_change))
 
     def failure(obj):
         if obj is None:

@@ -34,7 +34,6 @@ MODULE_TASKS = ("ModuleRun", "ModuleDelete", "ModulePurge", "ModuleHookRun", "Mo
                 "ConvergeModules")
 
 
-
 class QueueUnavailable(DkpError):
     """The queue could not be read right now (no Running leader, Deckhouse restarting)."""
 

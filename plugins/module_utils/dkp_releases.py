@@ -419,7 +419,7 @@ def release_final(release):
     if phase in FINAL_PHASES:
         message = (release.get("status") or {}).get("message")
         return "ModuleRelease %s became %s%s" % (release["metadata"]["name"], phase,
-                                                ": %s" % message if message else "")
+                                                 ": %s" % message if message else "")
     return None
 
 

@@ -27,7 +27,9 @@ description:
     are never touched.
   - The whole state is validated before the first write (unknown kinds, ModuleConfig settings without a
     version, duplicate names, references to policies or sources that neither the state nor the cluster has,
-    disabling a module that needs confirmation); an error names the file and the document index.
+    disabling a critical module or one that needs confirmation without O(allow_disabling), a new
+    ModulePullOverride for a module that no ModuleSource offers); an error names the file and the document
+    index. The pull-override rule is skipped when the state creates a ModuleSource (it has not synced yet).
   - Each kind is read with one LIST request; writes of one kind run in parallel (O(workers)).
 author: deckhouse.platform contributors (@deckhouse)
 options:
@@ -53,23 +55,26 @@ options:
     default: false
   allow_disabling:
     description:
-      - Allow disabling (C(enabled=false) or pruning a ModuleConfig) modules whose disabling DKP asks to
-        confirm; the task then adds C(modules.deckhouse.io/allow-disabling=true). Without it such a state fails
-        before any write.
+      - Allow disabling (C(enabled=false) or pruning a ModuleConfig) critical modules (C(properties.critical),
+        for example C(deckhouse), C(registry)) and modules whose disabling DKP asks to confirm; the task then
+        adds C(modules.deckhouse.io/allow-disabling=true). Without it such a state fails before any write.
     type: bool
     default: false
   wait:
     description:
-      - Wait for everything at once (one LIST per kind and tick) after the writes, until every declared enabled
-        module is Ready (disabled ones no longer enabled), every ModuleSource has synced after our write, and
-        every ModulePullOverride is Ready with a digest.
-      - Fails early when a Module reaches a phase that needs an operator (Error, DownloadingError, Conflict,
-        Unavailable) or a ModuleConfig reports an error.
+      - After the writes, wait on the collection's one wait engine (one list and one watch per kind, the kinds
+        at the same time) until every declared enabled module is Ready (disabled ones no longer enabled), every
+        ModuleSource has synced after our write, and every ModulePullOverride is Ready with a digest.
+      - Only states that show Deckhouse processed the change count (a Ready from before enabling a module is
+        not accepted); the wait rides through dropped watches, API server and Deckhouse restarts.
+      - Fails at once when a Module needs an operator (Conflict, Unavailable), a ModuleSource reports a sync
+        error, a ModulePullOverride a failure, or a ModuleConfig an error. A module hook error (C(Error),
+        C(DownloadingError)) fails only when it persists longer than O(wait_grace).
     type: bool
     default: false
   wait_timeout:
     description:
-      - Seconds to wait in total before failing with the last state of what is not ready.
+      - Seconds to wait in total before failing with the last state of every object that is not ready.
       - Also how long a ModuleSource written by this task may take to offer a module that a ModuleConfig of the
         state takes from it (DKP refuses such a ModuleConfig until then); this wait happens with O(wait=false) too.
     type: int
@@ -80,6 +85,7 @@ options:
     default: 4
 extends_documentation_fragment:
   - deckhouse.platform.connection
+  - deckhouse.platform.wait
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.CHECK_MODE_WRITE
 """
@@ -155,6 +161,8 @@ waited:
   type: list
 """
 
+import copy
+
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_desired_state import (
     Converger,
@@ -163,10 +171,12 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_desired_sta
     plan_markdown,
     secret_values,
     summarize,
+    snapshot_modules,
     validate,
     wait_all,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC
 
 
 def _no_log(module, values):
@@ -201,30 +211,30 @@ def run(module):
     result = {"plan": plan, "drift": any(e["action"] != "unchanged" for e in plan),
               "plan_markdown": plan_markdown(plan, plan_summary)}
     module.result = result  # the partial result survives a failure (dkp_base contract)
+    waiting = p["wait"] and not module.check_mode
+    modules_before = snapshot_modules(client, docs) if waiting else {}  # the "before" of change evidence
     entries, after = conv.apply()
     changed = any(e["action"] != "unchanged" for e in entries)
     diffs = [e.pop("diff") for e in entries if "diff" in e]
     result.update(changed=changed, results=entries, summary=summarize(entries))
     if module.diff_mode and diffs:
         result["diff"] = diffs
-    if p["wait"] and not module.check_mode:
-        try:
-            result["waited"] = wait_all(client, docs, entries, conv.live, p["wait_timeout"])
-        except DkpError as e:
-            raise DkpError(e.msg, **dict(result, **e.details))
+    if waiting:
+        # A failed wait keeps its type (WaitFailed/WaitTimeout); module.result carries what was written.
+        result["waited"] = wait_all(client, docs, entries, conv.live, p["wait_timeout"], grace=p["wait_grace"],
+                                    after=after, modules_before=modules_before)
     return result
 
 
 def main():
     module = DkpModule(
         argument_spec=dict(
+            copy.deepcopy(WAIT_ARG_SPEC),
             src=dict(type="path"),
             resources=dict(type="list", elements="dict"),
             owner=dict(type="str", default="desired-state"),
             prune=dict(type="bool", default=False),
             allow_disabling=dict(type="bool", default=False),
-            wait=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=600),
             workers=dict(type="int", default=4),
         ),
         supports_check_mode=True,

@@ -245,8 +245,8 @@ def run(module):
             spec_changed = (res.before or {}).get("spec") != (res.after or {}).get("spec")
             result["changed"] = spec_changed
             result["msg"] = ("Module %s already runs the newest digest of tag %s (%s, deployed %s): DKP found no new "
-                             "image, so nothing was redeployed" % (name, new_tag, result["image_digest"],
-                                                                 result["updated_at"]))
+                             "image, so nothing was redeployed"
+                             % (name, new_tag, result["image_digest"], result["updated_at"]))
     return result
 
 

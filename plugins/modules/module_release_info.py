@@ -39,6 +39,12 @@ options:
       - With O(module), the release of that version (with or without a leading C(v)); RV(release) is its summary.
     type: str
     version_added: 0.2.0
+  phase:
+    description:
+      - Only releases in one of these phases in RV(releases). RV(modules) and RV(release) are not filtered.
+    type: list
+    elements: str
+    choices: [Pending, Deployed, Superseded, Suspended, Skipped, Terminating]
   wait_for:
     description:
       - Wait until the release named by O(name), or by O(module) and O(version), is V(pending) (it exists and is

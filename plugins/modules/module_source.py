@@ -160,6 +160,25 @@ modules:
   returned: when state is present
   type: list
   elements: dict
+  contains:
+    name:
+      description: Module name.
+      type: str
+    version:
+      description: Version the source offers for the module (C(version) of the C(status.modules) entry).
+      type: str
+    policy:
+      description: The name of the ModuleUpdatePolicy that applies to the module (C(policy) of the entry; null for the embedded policy, which DKP omits).
+      type: str
+    checksum:
+      description: C(checksum) of the entry.
+      type: str
+    overridden:
+      description: The module runs a ModulePullOverride (C(overridden) of the entry); false when unset.
+      type: bool
+    error:
+      description: The module's pull error (C(error), older C(pullError) or C(status.moduleErrors)), null when none.
+      type: str
 diff:
   description: Spec, labels and annotations before and after (diff mode), C(dockerCfg) redacted.
   returned: in diff mode, when changed
@@ -193,6 +212,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import
 # Moved to dkp_sources (the wait rules use them); kept importable from here for existing callers and tests.
 parse_time = _sources.parse_time
 write_time = _sources.write_time
+
 
 def mask_derived_secrets(module, params, *sources):
     """Register values derived from the no_log credentials (the dockerCfg built from them, the dockerCfg

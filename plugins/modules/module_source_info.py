@@ -110,6 +110,25 @@ sources:
         C(overridden) and C(error) (the pull error, null when none).
       type: list
       elements: dict
+      contains:
+        name:
+          description: Module name.
+          type: str
+        version:
+          description: Version the source offers for the module (C(version) of the C(status.modules) entry).
+          type: str
+        policy:
+          description: The name of the ModuleUpdatePolicy that applies to the module (C(policy) of the entry; null for the embedded policy, which DKP omits).
+          type: str
+        checksum:
+          description: C(checksum) of the entry.
+          type: str
+        overridden:
+          description: The module runs a ModulePullOverride (C(overridden) of the entry); false when unset.
+          type: bool
+        error:
+          description: The module's pull error (C(error), older C(pullError) or C(status.moduleErrors)), null when none.
+          type: str
 source:
   description: The summary of O(name), null when it does not exist.
   returned: when name is set

@@ -281,6 +281,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry im
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import ensure
 
+
 def plan(params, live_config, state):
     """What the task will do, before writing: (mode, wanted settings, changed, current mode, restart)."""
     mode, wanted = resolve_settings(params, live_config)
@@ -406,8 +407,8 @@ def run(module):
                                       push=result.get("local_push"), configurable=configurable)
         result.update(waited)
         if error is not None:
-            raise type(error)(error.msg, **dict(result, **{k: v for k, v in error.details.items()
-                                                         if k not in result}))
+            extra = {k: v for k, v in error.details.items() if k not in result}
+            raise type(error)(error.msg, **dict(result, **extra))
     return result
 
 

@@ -34,7 +34,9 @@ options:
     choices: [acquired, renewed, released]
     default: acquired
   name:
-    description: Name of the Lease.
+    description:
+      - Name of the Lease, a DNS-1123 subdomain (lowercase letters, digits, C(-) and C(.)); anything else is
+        refused before any request.
     type: str
     default: deckhouse-platform-runbook
   namespace:
@@ -69,6 +71,15 @@ options:
     type: int
     default: 0
     aliases: [wait_timeout]
+  break_lock:
+    description:
+      - With O(state=acquired), take the lock over at once when another holder has it, instead of failing or
+        waiting. For the operator who knows that holder is gone (a killed AWX job, a lost runner) and does not
+        want to wait until its Lease expires. The take-over is guarded by the Lease's resourceVersion and the
+        previous holder is returned in C(broken_from) and shown as a warning.
+      - Never set it by default in a job template; two live runs would then both write.
+    type: bool
+    default: false
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
@@ -110,6 +121,10 @@ EXAMPLES = r"""
 - name: Wait up to 10 minutes for a running job to finish
   deckhouse.platform.run_lock:
     max_wait: 600
+
+- name: Take over the lock of a killed job (the failure of the normal acquire named it)
+  deckhouse.platform.run_lock:
+    break_lock: true
 """
 
 RETURN = r"""
@@ -137,6 +152,10 @@ reason:
   description: Why a release did nothing (the Lease is free, or held by someone else).
   returned: when released is false
   type: str
+broken_from:
+  description: The holder whose live lock this run took over with O(break_lock) (holder, since, expires, purpose).
+  returned: when break_lock took a lock held by someone else
+  type: dict
 took_over_from:
   description: The previous holder of an expired lock this run took over (holder, since, expired_at).
   returned: when an expired lock was taken over
@@ -157,6 +176,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_lock import
     DEFAULT_NAMESPACE,
     DEFAULT_TTL,
     acquire,
+    check_name,
     check_ttl,
     default_holder,
     release,
@@ -167,6 +187,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module impo
 
 def run(module):
     p = module.params
+    check_name(p["name"], p["namespace"])
     check_ttl(p["lease_duration"], p["max_wait"])
     holder = p.get("holder") or default_holder(p.get("job_id"))
     client = module.client
@@ -182,7 +203,11 @@ def run(module):
             return result
         return renew(client, p["name"], holder, p["lease_duration"], namespace=p["namespace"])
     result = acquire(client, p["name"], holder, p["lease_duration"], p["max_wait"], namespace=p["namespace"],
-                     purpose=p.get("purpose"), check_mode=module.check_mode)
+                     purpose=p.get("purpose"), check_mode=module.check_mode, break_lock=p["break_lock"])
+    broken = result.get("broken_from")
+    if broken:
+        module.warn("Run lock Lease %s/%s taken over (break_lock) from %s, which held it since %s" % (
+            p["namespace"], p["name"], broken["holder"], broken["since"]))
     if module.check_mode and result["would"] in ("wait", "fail"):
         module.warn("Run lock Lease %s/%s is held by %s since %s: a real run would %s" % (
             p["namespace"], p["name"], result["lease"]["holder"], result["lease"]["since"],
@@ -202,6 +227,7 @@ def main():
             lease_duration=dict(type="int", default=DEFAULT_TTL),
             # Not named wait_timeout: DkpModule refuses wait_timeout <= 0, and 0 (fail at once) is meaningful here.
             max_wait=dict(type="int", default=0, aliases=["wait_timeout"]),
+            break_lock=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )

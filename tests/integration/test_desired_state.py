@@ -241,3 +241,61 @@ def test_config_naming_a_new_policy_and_source_plans_and_applies(kc, api, clean)
     finally:
         delete(api, "ModuleConfig", "commander")
         delete(api, "ModuleSource", src_name)
+
+
+@pytest.fixture
+def ingress_error(api, simulator, clean):
+    yield "ingress-nginx"
+    simulator.module_error_clear("ingress-nginx")
+
+
+def test_wait_rides_out_a_transient_hook_error_within_the_grace(kc, simulator, ingress_error):
+    import time
+
+    first = run_tasks(kc, [ds_task(resources=[mc("ingress-nginx", enabled=True)], wait=True, wait_timeout=90)])
+    assert status(first, "ds") == "ok", first.output
+    # Longer than the old fixed 10 s grace, shorter than the task's wait_grace: DKP clears it by itself.
+    simulator.module_error("ingress-nginx", message="hook validation failed: gitops-transient-boom", duration=14)
+    start = time.monotonic()
+    run = run_tasks(kc, [ds_task(resources=[mc("ingress-nginx", enabled=True)], wait=True, wait_grace=40,
+                                 wait_timeout=90)])
+    took = time.monotonic() - start
+    assert status(run, "ds") == "ok", run.output
+    waited = {(w["kind"], w["name"]): w["state"] for w in run.task("ds")["waited"]}
+    assert waited[("Module", "ingress-nginx")].startswith("phase Ready"), waited
+    assert took >= 10, "returned while the module still reported the hook error"
+
+
+def test_persistent_hook_error_fails_after_the_grace_naming_it(kc, simulator, ingress_error):
+    import time
+
+    first = run_tasks(kc, [ds_task(resources=[mc("ingress-nginx", enabled=True)], wait=True, wait_timeout=90)])
+    assert status(first, "ds") == "ok", first.output
+    simulator.module_error("ingress-nginx", message="hook validation failed: gitops-persistent-boom", duration=0)
+    start = time.monotonic()
+    run = run_tasks(kc, [ds_task(resources=[mc("ingress-nginx", enabled=True, version=1,
+                                               settings={"enableIstioSidecar": True})],
+                                 wait=True, wait_grace=4, wait_timeout=90)])
+    took = time.monotonic() - start
+    assert status(run, "ds") == "failed"
+    res = run.task("ds")
+    assert "gitops-persistent-boom" in res["msg"] and "grace of 4s" in res["msg"], res["msg"]
+    assert res["changed"] is True and res["results"][0]["action"] == "updated", "the partial result survives"
+    assert took < 60, "failed at the grace window, not at the timeout"
+
+
+def test_unoffered_pull_override_and_critical_disable_are_refused_before_any_write(kc, api, dkp_cluster, clean):
+    mark = dkp_cluster.audit_marker()
+    mpo = {"apiVersion": "deckhouse.io/v1alpha2", "kind": "ModulePullOverride",
+           "metadata": {"name": "gitops-unoffered"}, "spec": {"imageTag": "pr-1"}}
+    run = run_tasks(kc, [ds_task(resources=[mc("prometheus", version=1, settings={"retentionDays": 9}), mpo])])
+    assert status(run, "ds") == "failed"
+    msg = run.task("ds")["msg"]
+    assert "resources document 1 (ModulePullOverride gitops-unoffered): No ModuleSource offers module " \
+           "gitops-unoffered" in msg, msg
+    run = run_tasks(kc, [ds_task(resources=[mc("registry", enabled=False)])])
+    assert status(run, "ds") == "failed"
+    msg = run.task("ds")["msg"]
+    assert "critical module" in msg and "allow_disabling" in msg, msg
+    assert our_writes(dkp_cluster, mark, sync=True) == [], "refused before any write (not even a dry run)"
+    assert get(api, "ModuleConfig", "prometheus") is None

@@ -132,9 +132,8 @@ class Collector:
                 if predicate(e):
                     return e
             time.sleep(0.2)
-        raise AssertionError("no %s within %ss; got %s" % (what, timeout,
-                                                          [(e["type"], e.get("module"), e.get("phase")) for e in
-                                                           self.events]))
+        seen = [(e["type"], e.get("module"), e.get("phase")) for e in self.events]
+        raise AssertionError("no %s within %ss; got %s" % (what, timeout, seen))
 
 
 def _delete(api, version, plural, name):

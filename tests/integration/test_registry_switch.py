@@ -176,6 +176,8 @@ def test_preflight_failure_refuses_without_writing(case, kc, dkp_cluster, cluste
 
 
 def test_preflight_registry_module_not_ready(kc, dkp_cluster, kube, fresh_simulator, inv, tmp_path):
+    # released DKP runs the registry module by default; it is critical, disabling needs the annotation
+    Cluster(kube).disable_registry()
     mark = dkp_cluster.audit_marker()
     run = play(kc, inv, switch_vars(tmp_path, mode="Direct", images_repo=REPO, confirm_restart=True))
     assert run.rc != 0
@@ -212,8 +214,19 @@ def test_resume_after_an_interrupted_run(kc, dkp_cluster, cluster, inv, tmp_path
         first.kill()  # interrupted mid-wait
     assert cluster.state()["target_mode"] == "Proxy" and not cluster.complete("Proxy")
 
+    # The killed job's run lock is still held (its Lease outlives every wait of the role): a plain re-run is
+    # refused at once, saying who holds it, since when, and how to get past it; nothing is written.
     mark = dkp_cluster.audit_marker()
-    second = Background(kc, inv, ev, tmp_path / "second.log")
+    blocked = play(kc, inv, ev)
+    assert blocked.rc != 0
+    assert "Run lock Lease d8-system/deckhouse-platform-runbook is held by " in blocked.output, blocked.output
+    assert " since 20" in blocked.output and "for registry_switch to Proxy" in blocked.output
+    assert "registry_switch_break_lock: true" in blocked.output and "Nothing was written" in blocked.output
+    assert our_writes(dkp_cluster, mark, dry_run=None) == []
+
+    # The operator checked that the job is gone and re-runs with the survey answer "true": the lock is taken
+    # over (the previous holder is named) and the switch in progress is resumed.
+    second = Background(kc, inv, dict(ev, registry_switch_break_lock="true"), tmp_path / "second.log")
     try:
         second.wait_for_output("resuming the switch to Proxy")
         second.wait_for_output("wait for the switch to Proxy")
@@ -222,6 +235,7 @@ def test_resume_after_an_interrupted_run(kc, dkp_cluster, cluster, inv, tmp_path
     finally:
         second.kill()
     assert rc == 0, second.output
+    assert "taken over (break_lock) from " in second.output
     assert cluster.complete("Proxy")
     assert our_writes(dkp_cluster, mark) == []  # the write of the first run is not repeated
     rep = report(tmp_path)

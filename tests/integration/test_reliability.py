@@ -27,7 +27,7 @@ import time
 import pytest
 import yaml
 
-from ansible_run import ROOT, run_playbook, run_tasks, task_status
+from ansible_run import ROOT, run_playbook, run_tasks
 from awx_runner import secret_forms, service_account_credential
 from dkp_audit import our_writes
 from harness import cluster as harness_cluster
@@ -504,7 +504,9 @@ def role_inventory(tmp_path, n):
     return path
 
 
-def test_role_and_module_bad_inputs_are_refused_before_any_write(kc, kube, dkp_cluster, tmp_path):
+def test_role_and_module_bad_inputs_are_refused_before_any_write(kc, kube, dkp_cluster, fresh_simulator, tmp_path):
+    # a fresh cluster (registry Unmanaged): the check-mode cases' preflight passes, so only the report path fails
+    Cluster(kube).enable_registry()
     clear_lock(kube)
     problems = []
     n = len(ROLE_CASES) + len(ROLE_CHECK_CASES)

@@ -9,7 +9,7 @@ import pytest
 
 from ansible_run import run_tasks
 from ansible_run import task_status as status
-from dkp_audit import our_writes
+from dkp_audit import USER_AGENT, our_writes
 
 LOCK = "deckhouse.platform.run_lock"
 NS = "d8-system"
@@ -147,3 +147,46 @@ def test_bad_numbers_refused_before_any_write(kc, dkp_cluster, lease):
         run = run_tasks(kc, [lock_task("take", name=lease, **params)])
         assert status(run, "take") == "failed", params
     assert our_writes(dkp_cluster, mark) == []
+
+
+def test_bad_lease_name_refused_before_any_request(kc, dkp_cluster):
+    mark = dkp_cluster.audit_marker()
+    for params in ({"name": "Bad_Lease"}, {"name": "-lock"}, {"name": "x" * 254},
+                   {"name": "ok-lock", "namespace": "D8_System"}):
+        run = run_tasks(kc, [lock_task("take", **params)])
+        assert status(run, "take") == "failed", params
+        msg = run.task("take")["msg"]
+        option = "namespace" if "namespace" in params else "name"
+        assert msg.startswith(option + " must be") and "DNS-1123" in msg, msg
+        assert "422" not in msg and "Unprocessable" not in msg, msg  # refused here, not by the apiserver
+    assert our_writes(dkp_cluster, mark) == []
+    # not even a read: the name is judged before the first request
+    assert [e for e in dkp_cluster.audit_events(mark, resource="leases")
+            if e.user_agent.startswith(USER_AGENT)] == []
+
+
+def test_break_lock_takes_over_a_killed_jobs_lock(kc, kube, lease):
+    killed = run_tasks(kc, [lock_task("take", name=lease, holder="awx-job-41", purpose="registry_switch to Proxy",
+                                      lease_duration=1800)])
+    assert status(killed, "take") == "ok", killed.output  # never released: the job was killed
+    blocked = run_tasks(kc, [lock_task("take", name=lease, holder="awx-job-42")])
+    assert status(blocked, "take") == "failed"
+    msg = blocked.task("take")["msg"]
+    # the refusal says who, since when, until when, why, and how to get past it
+    since = get_lease(kube, lease).spec.acquire_time
+    assert "held by awx-job-41 since " in msg and since.strftime("%Y-%m-%dT%H:%M:%S") in msg, msg
+    assert "expires " in msg and "registry_switch to Proxy" in msg and "break_lock=true" in msg, msg
+
+    checked = run_tasks(kc, [lock_task("take", name=lease, holder="awx-job-42", break_lock=True)], check=True)
+    assert checked.task("take")["would"] == "break" and get_lease(kube, lease).spec.holder_identity == "awx-job-41"
+
+    broke = run_tasks(kc, [lock_task("take", name=lease, holder="awx-job-42", break_lock=True)])
+    assert status(broke, "take") == "ok", broke.output
+    res = broke.task("take")
+    assert res["acquired"] is True and res["broken_from"]["holder"] == "awx-job-41"
+    assert "taken over (break_lock) from awx-job-41" in broke.output
+    live = get_lease(kube, lease)
+    assert live.spec.holder_identity == "awx-job-42" and live.spec.lease_transitions == 1
+    # breaking is only for a lock held by someone else: our own lock is simply renewed
+    again = run_tasks(kc, [lock_task("take", name=lease, holder="awx-job-42", break_lock=True)])
+    assert again.task("take")["action"] == "renewed" and "broken_from" not in again.task("take")

@@ -12,6 +12,7 @@ import pytest
 from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_desired_state as ds
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources import build_docker_config
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitFailed, WaitTimeout
 
 
 def mc(name, **spec):
@@ -128,22 +129,144 @@ def test_owner_must_be_a_label_value():
         ds.check_owner("has space")
 
 
-def test_wait_all_polls_once_per_kind_and_times_out_with_states():
-    class Lister:
-        calls = 0
+class FakeApi:
+    """A client for the wait engine: list() answers from `objects` (kind -> [obj] or a callable of the clock),
+    watch() yields nothing (the engine falls back to polling lists); every list is counted per kind."""
 
-        def list(self, kind):
-            Lister.calls += 1
-            if kind == "Module":
-                return [{"metadata": {"name": "a"}, "status": {"phase": "Ready", "conditions": [
-                    {"type": "EnabledByModuleConfig", "status": "True"}, {"type": "IsReady", "status": "True"}]}},
-                    {"metadata": {"name": "b"}, "status": {"phase": "Reconciling"}}], "1"
-            return [], "1"
+    def __init__(self, objects, clock):
+        self.objects = objects
+        self.clock = clock
+        self.lists = {}
 
+    def list(self, kind, namespace=None, field_selector=None, **kw):
+        self.lists[kind] = self.lists.get(kind, 0) + 1
+        items = self.objects.get(kind, [])
+        items = items(self.clock()) if callable(items) else items
+        if field_selector:
+            items = [i for i in items if "metadata.name=%s" % i["metadata"]["name"] == field_selector]
+        return [dict(i) for i in items], "1"
+
+    def watch(self, kind, rv, namespace=None, name=None, timeout=None, **kw):
+        return iter(())
+
+
+def module(name, phase, ready, by_config=True, hook=None):
+    conds = [{"type": "EnabledByModuleConfig", "status": "True" if by_config else "False"},
+             {"type": "EnabledByModuleManager", "status": "True" if by_config else "False"},
+             {"type": "IsReady", "status": "True" if ready else "False",
+              "reason": "HookError" if hook else "", "message": hook or ""}]
+    return {"metadata": {"name": name}, "properties": {}, "status": {"phase": phase, "conditions": conds}}
+
+
+def fake_time():
     t = [0.0]
+    return t, (lambda: t[0]), (lambda s: t.__setitem__(0, t[0] + max(s, 0.01)))
+
+
+def test_wait_all_uses_the_engine_and_times_out_with_every_state():
+    t, clock, sleep = fake_time()
+    api = FakeApi({"Module": [module("a", "Ready", True), module("b", "Reconciling", False)]}, clock)
     docs = ds.load(resources=[mc("a", enabled=True), mc("b", enabled=True)])
-    entries = [{"kind": "ModuleConfig", "name": n, "action": "created"} for n in ("a", "b")]
-    with pytest.raises(DkpError) as e:
-        ds.wait_all(Lister(), docs, entries, {}, 10, clock=lambda: t[0], sleep=lambda s: t.__setitem__(0, t[0] + s))
+    entries = [{"kind": "ModuleConfig", "name": n, "action": "unchanged"} for n in ("a", "b")]
+    with pytest.raises(WaitTimeout) as e:
+        ds.wait_all(api, docs, entries, {}, 10, clock=clock, sleep=sleep)
     assert "1 of 2 objects" in e.value.msg and "Module b: phase Reconciling" in e.value.msg
-    assert e.value.details["waited"][0]["name"] == "a"
+    assert e.value.details["last_state"][0].startswith("Module b: phase Reconciling")
+    assert t[0] < 15, "the timeout is kept"
+
+
+def test_wait_all_rides_out_a_transient_hook_error_within_the_grace():
+    t, clock, sleep = fake_time()
+
+    def modules(now):
+        if now < 8:
+            return [module("a", "Error", False, hook="ModuleRun failed: hook exploded")]
+        return [module("a", "Ready", True)]
+    api = FakeApi({"Module": modules}, clock)
+    docs = ds.load(resources=[mc("a", enabled=True)])
+    entries = [{"kind": "ModuleConfig", "name": "a", "action": "unchanged"}]
+    waited = ds.wait_all(api, docs, entries, {}, 60, grace=20, clock=clock, sleep=sleep)
+    assert waited[0]["name"] == "a" and waited[0]["state"].startswith("phase Ready")
+    assert t[0] >= 8
+
+
+def test_wait_all_fails_a_persistent_hook_error_after_the_grace_naming_it():
+    t, clock, sleep = fake_time()
+    api = FakeApi({"Module": [module("a", "Error", False, hook="ModuleRun failed: hook exploded")]}, clock)
+    docs = ds.load(resources=[mc("a", enabled=True)])
+    entries = [{"kind": "ModuleConfig", "name": "a", "action": "unchanged"}]
+    with pytest.raises(WaitFailed) as e:
+        ds.wait_all(api, docs, entries, {}, 600, grace=5, clock=clock, sleep=sleep)
+    assert "hook exploded" in e.value.msg and "grace of 5s" in e.value.msg
+    assert 5 <= t[0] < 30
+
+
+def test_wait_all_does_not_accept_a_ready_from_before_enabling():
+    t, clock, sleep = fake_time()
+    before = module("a", "Ready", True, by_config=False)
+    api = FakeApi({"Module": lambda now: [before if now < 6 else module("a", "Ready", True)]}, clock)
+    docs = ds.load(resources=[mc("a", enabled=True)])
+    entries = [{"kind": "ModuleConfig", "name": "a", "action": "updated"}]
+    live = {"ModuleConfig": {"a": mc("a", enabled=False)}}
+    waited = ds.wait_all(api, docs, entries, live, 60, clock=clock, sleep=sleep, modules_before={"a": before})
+    assert waited[0]["name"] == "a" and t[0] >= 6
+
+
+def test_wait_all_fails_a_source_sync_error_at_once_and_stops_the_other_kinds():
+    t, clock, sleep = fake_time()
+    src = {"metadata": {"name": "s"}, "status": {"syncTime": "2026-12-01T10:00:00Z",
+                                                 "message": "list tags: NAME_UNKNOWN: repository not known"}}
+    api = FakeApi({"ModuleSource": [src], "Module": [module("a", "Reconciling", False)]}, clock)
+    docs = ds.load(resources=[{"kind": "ModuleSource", "metadata": {"name": "s"},
+                               "spec": {"registry": {"repo": "r.example.com/m"}}}, mc("a", enabled=True)])
+    entries = [{"kind": "ModuleSource", "name": "s", "action": "unchanged"},
+               {"kind": "ModuleConfig", "name": "a", "action": "unchanged"}]
+    with pytest.raises(WaitFailed) as e:
+        ds.wait_all(api, docs, entries, {}, 600, clock=clock, sleep=sleep)
+    assert "NAME_UNKNOWN" in e.value.msg
+
+
+class Preflight:
+    def __init__(self, modules=(), sources=()):
+        self.modules = {m["metadata"]["name"]: m for m in modules}
+        self.sources = list(sources)
+        self.requests = []
+
+    def get(self, kind, name, namespace=None):
+        self.requests.append(("get", kind, name))
+        return self.modules.get(name) if kind == "Module" else None
+
+    def list(self, kind, **kw):
+        self.requests.append(("list", kind))
+        return (self.sources if kind == "ModuleSource" else []), "1"
+
+
+def converger(client, resources, **kw):
+    conv = ds.Converger(client, ds.load(resources=resources), "gitops-test", **kw)
+    conv.read()
+    return conv
+
+
+def test_disabling_a_critical_module_is_refused_by_the_shared_rule():
+    crit = {"metadata": {"name": "registry"}, "properties": {"critical": True}}
+    client = Preflight(modules=[crit])
+    conv = converger(client, [mc("registry", enabled=False)])
+    with pytest.raises(DkpError) as e:
+        conv.preflight()
+    assert "critical module" in e.value.msg and "allow_disabling" in e.value.msg
+    converger(client, [mc("registry", enabled=False)], allow_disabling=True).preflight()
+    reads = len(client.requests)
+    converger(client, [mc("registry", enabled=True)]).preflight()
+    assert ("get", "Module", "registry") not in client.requests[reads:], "the Module is read only when disabling"
+
+
+def test_pull_override_for_a_module_no_source_offers_is_refused():
+    mpo = {"kind": "ModulePullOverride", "metadata": {"name": "commander"}, "spec": {"imageTag": "pr-1"}}
+    src = {"metadata": {"name": "s"}, "status": {"modules": [{"name": "other"}]}}
+    with pytest.raises(DkpError) as e:
+        converger(Preflight(sources=[src]), [mpo]).preflight()
+    assert "No ModuleSource offers module commander" in e.value.msg and "s offers other" in e.value.msg
+    src["status"]["modules"].append({"name": "commander"})
+    converger(Preflight(sources=[src]), [mpo]).preflight()
+    new_src = {"kind": "ModuleSource", "metadata": {"name": "n"}, "spec": {"registry": {"repo": "r.example.com/m"}}}
+    converger(Preflight(sources=[]), [new_src, mpo]).preflight()  # a new source: its offer is not known yet

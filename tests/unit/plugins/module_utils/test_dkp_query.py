@@ -48,8 +48,8 @@ class FakeClient:
             "Module": [obj("Module", "x", properties={}, status={"phase": "Ready", "conditions": [
                 {"type": "EnabledByModuleManager", "status": "True"}, {"type": "IsReady", "status": "True"}]}),
                 obj("Module", "y", properties={}, status={"phase": "Downloaded", "conditions": []})],
-            "ModuleConfig": [obj("ModuleConfig", "x", spec={"enabled": True, "version": 1,
-                                                          "settings": {"mode": "m", "licenseKey": "L-1234"}})],
+            "ModuleConfig": [obj("ModuleConfig", "x", spec={
+                "enabled": True, "version": 1, "settings": {"mode": "m", "licenseKey": "L-1234"}})],
         }
 
     def get(self, kind, name, namespace=None):

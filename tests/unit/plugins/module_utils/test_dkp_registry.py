@@ -484,11 +484,13 @@ def run_wait(target, baseline, first, plan, wait_timeout=300, images_timeout=Non
 
 def test_wait_switch_reports_changes_and_completes():
     first = secret(mode="Direct", target="Direct", conditions=[("Ready", "True", "", "")])
-    plan = [(2, secret(mode="Direct", target="Proxy", conditions=[
-                ("RegistryContainsRequiredImages", "False", "Processing", "Initializing")])),
-            (4, secret(mode="Direct", target="Proxy", conditions=[("RegistryContainsRequiredImages", "True", "", "ok")])),
-            (6, secret(mode="Proxy", target="Proxy", conditions=[
-                ("RegistryContainsRequiredImages", "True", "", "ok"), ("Ready", "True", "", "")]))]
+    plan = [
+        (2, secret(mode="Direct", target="Proxy", conditions=[
+            ("RegistryContainsRequiredImages", "False", "Processing", "Initializing")])),
+        (4, secret(mode="Direct", target="Proxy", conditions=[("RegistryContainsRequiredImages", "True", "", "ok")])),
+        (6, secret(mode="Proxy", target="Proxy", conditions=[
+            ("RegistryContainsRequiredImages", "True", "", "ok"), ("Ready", "True", "", "")])),
+    ]
     base = r.state_baseline(r.parse_state(first), written=True, generation=1)
     final, t, shown, _clock = run_wait("Proxy", base, first, plan)
     assert final["mode"] == "Proxy" and t.done

@@ -100,8 +100,8 @@ def test_plan_one_hop_with_restart_gate():
     assert out["restart_gate"] == {"needed": True, "confirmed": False, "reason": out["restart"]["reason"]}
     assert len(blockers) == 1 and blockers[0].startswith("confirm_restart: ")
     assert checks["registry_transition"]["passed"] and not out["noop"] and out["plan"]["changed"]
-    out, blockers, _ = plan({"mode": "Unmanaged"}, state("Unmanaged", "Unmanaged", [("Ready", "True", "")]),
-                            target_mode="Direct", images_repo="a.b/c", license="L", confirm_restart=True)
+    out, blockers, _checks = plan({"mode": "Unmanaged"}, state("Unmanaged", "Unmanaged", [("Ready", "True", "")]),
+                                  target_mode="Direct", images_repo="a.b/c", license="L", confirm_restart=True)
     assert blockers == [] and out["restart_gate"]["confirmed"]
 
 
@@ -118,12 +118,12 @@ def test_plan_two_hops_and_refusal_reason():
 
 def test_plan_noop_and_parameter_errors():
     direct = {"mode": "Direct", "direct": {"imagesRepo": "a.b/c", "license": "L"}}
-    out, blockers, _ = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
-                            target_mode="Direct", images_repo="a.b/c", license="L")
+    out, blockers, _checks = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
+                                  target_mode="Direct", images_repo="a.b/c", license="L")
     assert out["noop"] and blockers == [] and not out["restart_gate"]["needed"]
-    out, blockers, _ = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
-                            target_mode="Proxy", images_repo="a.b/c", license="L", ttl="1m")
+    out, blockers, _checks = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
+                                  target_mode="Proxy", images_repo="a.b/c", license="L", ttl="1m")
     assert any(b.startswith("parameters (Proxy):") and "5 minutes" in b for b in blockers)
-    out, blockers, _ = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
-                            target_mode="Proxy", images_repo="a.b/c")
+    out, blockers, _checks = plan(direct, state("Direct", "Direct", [("Ready", "True", "")]),
+                                  target_mode="Proxy", images_repo="a.b/c")
     assert any("from_current: true" in b for b in blockers) and all("L" != b for b in blockers)
