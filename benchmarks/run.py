@@ -186,7 +186,7 @@ def registry_switch(runner, tmp, kubeconfig, control, repeats):
     inventory = pathlib.Path(tmp) / "inventory.yml"
     inventory.write_text(yaml.safe_dump({"dkp_clusters": {"hosts": {"bench": {
         "ansible_connection": "local", "registry_switch_kubeconfig": str(kubeconfig),
-        "registry_switch_report_dir": str(tmp)}}}}))
+        "registry_switch_report_path": str(pathlib.Path(tmp) / "switch-report.json")}}}}))
     extra = pathlib.Path(tmp) / "switch-vars.yml"
     extra.write_text(yaml.safe_dump(SWITCH_VARS))
     extra.chmod(0o600)
@@ -201,7 +201,8 @@ def registry_switch(runner, tmp, kubeconfig, control, repeats):
         wall, cpu, proc = runner.run(ROOT / "playbooks" / "registry_switch.yml", "-i", str(inventory),
                                      "-e", "@%s" % extra, "-vvv")
         switch_runs.append((wall, cpu))
-        executions = len(re.findall(r"^PUT .* TO .*AnsiballZ_\w+\.py", proc.stdout, re.M))
+        # -vvv names the module file of every module execution (pipelined or not)
+        executions = len(re.findall(r"^Using module file \S+", proc.stdout, re.M))
         ping_runs.append(runner.run(pings, "-i", str(inventory))[:2])
     return min(switch_runs), min(ping_runs), executions
 
@@ -220,6 +221,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--record", action="store_true", help="append the tables to benchmarks/RESULTS.md")
     parser.add_argument("--dir", default=str(ROOT / ".local" / "cluster-bench"))
+    parser.add_argument("--only", choices=("switch",), help="measure only the registry switch (no recording)")
     args = parser.parse_args()
 
     python = bench_env.ensure()
@@ -241,6 +243,12 @@ def main():
             if e.status != 409:
                 raise
         runner = Runner(kubeconfig, python)
+        if args.only == "switch":
+            with tempfile.TemporaryDirectory() as tmp:
+                switch, pings, executions = registry_switch(runner, tmp, kubeconfig, control, args.repeats)
+            print("switch %.1f s wall / %.1f s CPU, 8 pings %.1f / %.1f, %d module executions"
+                  % (switch + pings + (executions,)))
+            return
         with tempfile.TemporaryDirectory() as tmp:
             rows = per_task(runner, tmp, args.tasks, args.repeats)
             reactions, dummy = wait_reaction(runner, tmp, kube, control, min(args.repeats, 2))

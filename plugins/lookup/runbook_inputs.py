@@ -82,6 +82,7 @@ _raw:
 import json
 import os
 import re
+import tempfile
 
 from ansible.errors import AnsibleLookupError
 from ansible.module_utils.common.validation import check_type_dict, check_type_int
@@ -251,6 +252,25 @@ def normalise(options, values, types=None, allow_zero=()):
     return converted, errors
 
 
+def report_path_error(name, value):
+    """A report file the run could not write fails at the start (also in check mode), not after the work."""
+    if not value:
+        return None
+    path = os.path.abspath(os.path.expanduser(str(value)))
+    directory = path if name.endswith("_dir") else os.path.dirname(path)
+    existing = directory
+    while existing and not os.path.isdir(existing):
+        existing = os.path.dirname(existing) if os.path.dirname(existing) != existing else ""
+    if existing and os.access(existing, os.W_OK | os.X_OK):
+        try:  # access() says yes to root even in /proc: try it (a probe directory, removed at once)
+            os.rmdir(tempfile.mkdtemp(prefix=".dkp-report-probe-", dir=existing))
+            return None
+        except OSError:
+            pass
+    return ("%s: the report cannot be written to %s (%s is not a writable directory on the controller); give a "
+            "writable path, or \"\" for no report file." % (name, value, existing or directory))
+
+
 def short_name(role, name):
     prefix = role + "_"
     return name[len(prefix):] if name.startswith(prefix) else name
@@ -273,6 +293,11 @@ class LookupModule(LookupBase):
                     values[name] = self._templar.template(variables[name])
             converted, errors = normalise(options, values, self.get_option("types") or {},
                                           self.get_option("allow_zero") or ())
+            for name in sorted(options):
+                if name.endswith(("_report_path", "_report_dir")) and name in variables:
+                    message = report_path_error(name, self._templar.template(variables[name]))
+                    if message:
+                        errors.append(message)
             if errors:
                 raise AnsibleLookupError("Role deckhouse.platform.%s refuses its inputs before doing anything: %s"
                                          % (role, " | ".join(errors)))

@@ -171,9 +171,9 @@ def disabling_refusal(name, module, live_config, state, enabled, allow_disabling
                 % (what, name, ": %s" % opts["message"] if opts.get("message") else ", Deckhouse depends on it"))
     annotations = ((live_config or {}).get("metadata") or {}).get("annotations") or {}
     if opts.get("confirmation") and annotations.get(ALLOW_DISABLING_ANNOTATION) != "true":
+        reason = opts.get("message") or "DKP asks for confirmation"
         return ("%s module %s must be confirmed: %s. Set `allow_disabling: true` to add the %s=true annotation if "
-                "you are sure." % (what, name, opts.get("message") or "DKP asks for confirmation",
-                                  ALLOW_DISABLING_ANNOTATION))
+                "you are sure." % (what, name, reason, ALLOW_DISABLING_ANNOTATION))
     return None
 
 
@@ -331,14 +331,16 @@ def info_predicate(target, filters=None):
         raise DkpError("wait_for must be one of %s, got %r" % (", ".join(INFO_WAIT_TARGETS), target))
     if target == "absent":
         return lambda m: m is None
-    if target == "ready":
-        state = lambda m: module_summary(m)["ready"]  # noqa: E731
-    elif target == "disabled":
-        state = lambda m: not module_summary(m)["enabled"] and not is_true(condition(m, "IsReady"))  # noqa: E731
-    elif target == "overridden":
-        state = lambda m: module_summary(m)["overridden"]  # noqa: E731
-    else:
-        state = lambda m: (m.get("status") or {}).get("phase") == target  # noqa: E731
+
+    def state(m):
+        if target == "ready":
+            return module_summary(m)["ready"]
+        if target == "disabled":
+            return not module_summary(m)["enabled"] and not is_true(condition(m, "IsReady"))
+        if target == "overridden":
+            return module_summary(m)["overridden"]
+        return (m.get("status") or {}).get("phase") == target
+
     return lambda m: m is not None and state(m) and summary_matches(module_summary(m), filters)
 
 

@@ -715,10 +715,37 @@ class SwitchTracker:
             return ("%s: another run (or an operator) changed the registry settings while this one waited. Only one "
                     "switch may run at a time (deckhouse.platform.run_lock); check ModuleConfig deckhouse "
                     "spec.settings.registry" % seen)
+        blocked = self.containerd_blocked()
+        if blocked:
+            return ("DKP's containerd preflight failed (%s=False): %s. DKP waits at this step, nothing was changed "
+                    "on the nodes: on these nodes (containerd v1) move the custom registry configuration from "
+                    "/etc/containerd/conf.d/*.toml to /etc/containerd/registry.d/<registry host>/hosts.toml with a "
+                    "NodeGroupConfiguration and delete the old files; DKP then continues by itself (re-run to "
+                    "follow the switch to its end)." % (PREFLIGHT, "; ".join(
+                        (blocked.get("message") or "").splitlines()) or blocked.get("reason")))
         if self.fresh and s.get("transition_error"):
             return ("DKP refused the switch to %s: %s. Nothing more will happen until the registry settings are "
                     "changed: switch through Direct or Unmanaged first (role registry_switch: `via: Direct`)."
                     % (self.target, s["transition_error"]))
+        return None
+
+    def containerd_blocked(self):
+        """The fresh ContainerdConfigPreflightReady=False reporting custom containerd configuration, else None.
+
+        DKP does not get past it by itself: waiting on would only run into the timeout."""
+        if not self.fresh:
+            return None
+        base = self.baseline
+        for cond in (self.last or {}).get("conditions") or []:
+            if cond["type"] != PREFLIGHT or cond["status"] != "False":
+                continue
+            if not re.search(r"(?i)custom", (cond.get("message") or "") + " " + (cond.get("reason") or "")):
+                continue
+            # a condition DKP has not re-evaluated since the write is older evidence
+            gen, seen = base.get("config_generation"), cond.get("observed_generation")
+            if base.get("written") and gen is not None and seen is not None and seen <= gen:
+                continue
+            return cond
         return None
 
     @property
@@ -801,8 +828,12 @@ class SwitchTracker:
         return out
 
     def details(self):
-        return {"state": self.last, "progress": list(self.events), "progress_lines": list(self.lines),
-                "timings": self.timings(), "evidence": self.evidence()}
+        out = {"state": self.last, "progress": list(self.events), "progress_lines": list(self.lines),
+               "timings": self.timings(), "evidence": self.evidence()}
+        blocked = self.containerd_blocked()
+        if blocked:
+            out.update(reason="ContainerdConfigCustom", containerd_preflight=dict(blocked))
+        return out
 
 
 # -- Local: how to push the images -------------------------------------------------------------------

@@ -299,11 +299,14 @@ def plan(params, live_config, state):
     return mode, wanted, changed, current, restart_impact(current, mode, changed)
 
 
-def check_no_other_switch(client, mode, first):
+def check_no_other_switch(client, mode, first, restore=False):
     """Re-read registry-state just before the write: a switch toward another target (a racing run, an
-    operator) makes this run fail at once instead of overwriting it."""
+    operator) makes this run fail at once instead of overwriting it. A rollback (`settings`, the restore
+    point) back to the mode still in effect is this run undoing its own switch, not a race."""
     state = read_state(client)
     target = state.get("target_mode")
+    if restore and state["exists"] and effective_mode(state.get("mode") or "") == effective_mode(mode):
+        return state
     if state["exists"] and target and effective_mode(target) != effective_mode(mode) and (
             state["in_progress"] or target != first.get("target_mode")):
         raise DkpError("Refusing to write the registry settings: registry-state shows a switch to %s (%s), not to "
@@ -373,7 +376,7 @@ def run(module):
     generation = None
     if needs_write:
         if not module.check_mode:
-            state = check_no_other_switch(client, mode, state)
+            state = check_no_other_switch(client, mode, state, restore=params.get("settings") is not None)
             generation = read_config_generation(client)
         try:
             res = ensure(client, "ModuleConfig", DECKHOUSE_CONFIG, desired, check_mode=module.check_mode)

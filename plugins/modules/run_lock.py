@@ -182,7 +182,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_lock import
     release,
     renew,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_module import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 
 
 def run(module):

@@ -62,9 +62,10 @@ if __package__ in (None, ""):  # run as tests/harness/cluster.py: make `harness`
 
 from harness import versions as dkp_versions  # noqa: E402
 from harness.launcher import ClusterError  # noqa: E402
-from harness.launcher.kwok import (DECKHOUSE_DEBUG_ADDR, EXEC_NAMESPACES, NODE_NAME,  # noqa: E402,F401
-                                   _kwok_config, _node_manifest, _write_shim)
-from harness.launcher.pki import SERVICE_IP, make_pki, write_kubeconfig  # noqa: E402,F401
+from harness.launcher.kwok import (  # noqa: E402,F401  pylint: disable=unused-import  (re-exported names)
+    DECKHOUSE_DEBUG_ADDR, EXEC_NAMESPACES, NODE_NAME,
+    _kwok_config, _node_manifest, _write_shim)
+from harness.launcher.pki import SERVICE_IP, make_pki, write_kubeconfig  # noqa: E402,F401  pylint: disable=unused-import
 from harness.launcher.processes import (  # noqa: E402,F401 - _alive, read_state: used by tests
     _CHILDREN, STOP_TIMEOUT, _alive, _check_alive, _reap, _signal_and_wait, _start, _stop_processes, _tail,
     _write_state)

@@ -148,13 +148,31 @@ def _delete(api, version, plural, name):
             raise
 
 
+def _wait_gone(api, version, plural, names, timeout=60):
+    from kubernetes.client.rest import ApiException
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while time.monotonic() < deadline:
+            try:
+                api.get_cluster_custom_object(GROUP, version, plural, name)
+            except ApiException as e:
+                if e.status == 404:
+                    break
+                raise
+            time.sleep(0.5)
+
+
 @pytest.fixture
 def eda_objects(api):
     # A source with releases keeps a finalizer for a while after its deletion: a fresh name per run.
     names = {"source": "eda-src-%s" % uuid.uuid4().hex[:6], "policy": "eda-manual-%s" % uuid.uuid4().hex[:6]}
 
     def clean():
-        _delete(api, "v1alpha2", "modulepulloverrides", "hello-world")
+        # DKP refuses deleting a ModuleConfig while a ModulePullOverride of that module exists (another test may
+        # have left one for broken-module): overrides first, and wait until they are gone.
+        for module in ("hello-world", "broken-module"):
+            _delete(api, "v1alpha2", "modulepulloverrides", module)
+        _wait_gone(api, "v1alpha2", "modulepulloverrides", ("hello-world", "broken-module"))
         _delete(api, "v1alpha1", "moduleconfigs", "hello-world")
         _delete(api, "v1alpha1", "moduleconfigs", "broken-module")
         _delete(api, "v1alpha2", "moduleupdatepolicies", names["policy"])

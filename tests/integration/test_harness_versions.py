@@ -92,7 +92,7 @@ def test_pull_override_fields_per_version(dkp):
     create_obj(kube, "moduleconfigs", mc("hello-world", enabled=True))
     wait_value(lambda: get_obj(kube, "modules", "hello-world"), lambda m: phase(m) == "Ready",
                what="hello-world Ready")
-    wait_value(lambda: sim.state(), lambda s: not s["deckhouse_down"], what="Deckhouse back after the deploy")
+    wait_value(sim.state, lambda s: not s["deckhouse_down"], what="Deckhouse back after the deploy")
     create_obj(kube, "modulepulloverrides", {
         "apiVersion": f"{GROUP}/v1alpha2", "kind": "ModulePullOverride", "metadata": {"name": "hello-world"},
         "spec": {"imageTag": "pr-1", "scanInterval": "15s"}}, "v1alpha2")
@@ -112,8 +112,8 @@ def test_registry_vap_local_to_proxy(dkp):
     _version, kube, sim = dkp
     sim.local_images_pushed(True)
     patch_obj(kube, "moduleconfigs", "deckhouse", {"spec": {"settings": {"registry": {"mode": "Local"}}}})
-    wait_value(lambda: sim.state(), lambda s: s["registry_mode"] == "Local", timeout=60, what="Local completed")
-    wait_value(lambda: sim.state(), lambda s: not s["deckhouse_down"], what="Deckhouse back")
+    wait_value(sim.state, lambda s: s["registry_mode"] == "Local", timeout=60, what="Local completed")
+    wait_value(sim.state, lambda s: not s["deckhouse_down"], what="Deckhouse back")
     for settings in ({"mode": "Proxy", "proxy": {"imagesRepo": "registry.example.com/dkp"}},
                      {"mode": "Unmanaged"}):
         status, body = wait_value(

@@ -12,13 +12,25 @@ from harness import cluster
 from test_module_config import delete_mc, get_mc, mc_task
 
 
+def delete_mc_and_wait(api, name, timeout=60.0):
+    """Delete a ModuleConfig and wait until it is gone. Deckhouse keeps a finalizer on it, so a delete only
+    marks it terminating: a test that enabled it meanwhile patched the dying object, which vanished a moment
+    later (under load) and made the next write fail with 404 NotFound."""
+    delete_mc(api, name)
+    deadline = time.monotonic() + timeout
+    while get_mc(api, name) is not None:
+        assert time.monotonic() < deadline, "ModuleConfig %s still exists %ss after its deletion" % (name, timeout)
+        time.sleep(0.2)
+
+
 @pytest.fixture
 def ingress(api, simulator):
-    delete_mc(api, "ingress-nginx")
+    simulator.resume()  # the finalizer is removed by the (running) reconciler
+    delete_mc_and_wait(api, "ingress-nginx")
     yield "ingress-nginx"
     simulator.resume()
     simulator.module_error_clear("ingress-nginx")
-    delete_mc(api, "ingress-nginx")
+    delete_mc_and_wait(api, "ingress-nginx")
 
 
 def enable(kc, name):

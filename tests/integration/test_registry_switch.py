@@ -229,7 +229,8 @@ def test_resume_after_an_interrupted_run(kc, dkp_cluster, cluster, inv, tmp_path
     second = Background(kc, inv, dict(ev, registry_switch_break_lock="true"), tmp_path / "second.log")
     try:
         second.wait_for_output("resuming the switch to Proxy")
-        second.wait_for_output("wait for the switch to Proxy")
+        second.wait_for_output("switch and wait, hop Proxy")
+        second.wait_for_output("registry_mode [cluster-a]: NodeServicesReady: False")  # waiting, not writing
         simulator.release_condition()
         rc = second.wait()
     finally:

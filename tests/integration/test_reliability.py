@@ -24,7 +24,6 @@ import pathlib
 import threading
 import time
 
-import pytest
 import yaml
 
 from ansible_run import ROOT, run_playbook, run_tasks
@@ -33,7 +32,8 @@ from dkp_audit import our_writes
 from harness import cluster as harness_cluster
 from registry_support import FAKE_STATE_SECRET, LICENSE, PLAYBOOK, REPO, Cluster, inventory, report, switch_vars
 from test_module_config import delete_mc, get_mc, mc_task
-from test_module_release import APPROVED, MODULE, annotations, hello, pending, release  # noqa: F401 (fixtures)
+from test_module_release import (  # noqa: F401  pylint: disable=unused-import  (hello, pending: fixtures)
+    APPROVED, MODULE, annotations, hello, pending, release)
 from test_registry_faults import wait_for_our_switch
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -127,8 +127,8 @@ def client_key_forms(kc):
     return out
 
 
-def test_no_secret_in_verbose_output_diff_log_results_report_or_stats(kc, kube, api, dkp_cluster, fresh_simulator,
-                                                                        tmp_path):
+def test_no_secret_in_verbose_output_diff_log_results_report_or_stats(
+        kc, kube, api, dkp_cluster, fresh_simulator, tmp_path):
     registry = Cluster(kube)
     registry.enable_registry()
     clear_lock(kube)
@@ -153,12 +153,12 @@ def test_no_secret_in_verbose_output_diff_log_results_report_or_stats(kc, kube, 
                        args=["-i", str(inv)],
                        env={"ANSIBLE_LOG_PATH": str(log), "ANSIBLE_SHOW_CUSTOM_STATS": "true"})
     assert run.rc == 0, run.output[-6000:]
-    titles = ["mc-check", "mc-real", "mc-info", "ms-password-check", "ms-password-real", "ms-docker-config-real",
-              "ms-info", "rm-check-password", "rm-check-settings", "rs-info", "rs-lookup", "token-api-key",
-              "token-kubeconfig"]
+    titles = ["Mc-check", "Mc-real", "Mc-info", "Ms-password-check", "Ms-password-real", "Ms-docker-config-real",
+              "Ms-info", "Rm-check-password", "Rm-check-settings", "Rs-info", "Rs-lookup", "Token-api-key",
+              "Token-kubeconfig"]
     assert {t: status_of(run, t) for t in titles} == {t: "ok" for t in titles}
-    assert run.task("mc-real")["changed"] is True and run.task("ms-password-real")["changed"] is True
-    assert run.task("rm-check-password")["changed"] is True
+    assert run.task("Mc-real")["changed"] is True and run.task("Ms-password-real")["changed"] is True
+    assert run.task("Rm-check-password")["changed"] is True
 
     # the secrets were really used (not a vacuous grep): they are in the cluster
     assert get_mc(api, "prometheus")["spec"]["settings"]["licenseKey"] == MC_LICENSE
@@ -323,7 +323,7 @@ def drops(dkp_cluster, times=3, refuse=3.0, pause=2.0):
     """Cut the task's connections `times` times (each when one is open, up to 10 s), refusing new ones for
     `refuse` seconds each time; returns how many connections were cut."""
     dropped = 0
-    for _ in range(times):
+    for dummy in range(times):
         deadline = time.monotonic() + 10
         while proxy_connections(dkp_cluster) < 1 and time.monotonic() < deadline:
             time.sleep(0.05)

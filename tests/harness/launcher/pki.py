@@ -12,6 +12,7 @@ from pathlib import Path
 
 SERVICE_IP = "10.222.0.1"  # first address of the service CIDR (the kubernetes Service)
 
+
 def make_pki(pki: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization

@@ -603,4 +603,3 @@ class Simulator(ConfigsMixin, ModulesMixin, SourcesMixin, ReleasesMixin, Overrid
         names = set(self.cat.embedded)
         names.update(md(m).get("name") for m in self.c(MODULE).list())
         return sorted(n for n in names if n)
-

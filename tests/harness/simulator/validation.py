@@ -183,17 +183,38 @@ def confirmation_message(reason: str) -> str:
 class Lookups:
     """What the webhook reads from the cluster and from the module manager."""
 
-    def get_module(self, name: str) -> dict | None: ...          # Module CR (live)
-    def policy_exists(self, name: str) -> bool: ...              # v1alpha2 ModuleUpdatePolicy (live)
-    def mpo_exists(self, name: str) -> bool: ...                 # ModulePullOverride (live)
-    def storage_module(self, name: str) -> dict | None: ...      # module known to the module manager
-    def is_module_enabled(self, name: str) -> bool: ...
-    def allow_experimental(self) -> bool: ...
-    def validate(self, name: str, spec: dict) -> Result: ...
-    def exclusive_group_members(self, group: str) -> list[str]: ...
-    def bundle_enabled(self, name: str) -> bool: ...             # enabled by the bundle when spec.enabled is omitted
-    def parent_of(self, name: str) -> str: ...                   # parent module ("" = none)
-    def module_deployed(self, name: str) -> bool: ...
+    def get_module(self, name: str) -> dict | None:
+        """Module CR (live)."""
+
+    def policy_exists(self, name: str) -> bool:
+        """v1alpha2 ModuleUpdatePolicy (live)."""
+
+    def mpo_exists(self, name: str) -> bool:
+        """ModulePullOverride (live)."""
+
+    def storage_module(self, name: str) -> dict | None:
+        """Module known to the module manager."""
+
+    def is_module_enabled(self, name: str) -> bool:
+        """Whether the module manager runs it."""
+
+    def allow_experimental(self) -> bool:
+        """Whether experimental modules may be enabled."""
+
+    def validate(self, name: str, spec: dict) -> Result:
+        """Settings validation against the module's schema."""
+
+    def exclusive_group_members(self, group: str) -> list[str]:
+        """Modules of an exclusive group."""
+
+    def bundle_enabled(self, name: str) -> bool:
+        """Enabled by the bundle when spec.enabled is omitted."""
+
+    def parent_of(self, name: str) -> str:
+        """Parent module ("" = none)."""
+
+    def module_deployed(self, name: str) -> bool:
+        """Whether the module is deployed."""
 
 
 def _is_enabled(spec: dict) -> bool:

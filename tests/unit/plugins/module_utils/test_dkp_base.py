@@ -17,7 +17,6 @@ import pytest
 from ansible.module_utils import basic
 
 from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_base as b
-from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_module
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import (
     ApiError,
     DkpError,
@@ -134,10 +133,6 @@ def test_numeric_options_are_refused_before_any_request(args, capsys, option, va
     called = []
     rc, result, _raw = run(capsys, lambda: b.DkpModule(spec), lambda m: called.append(1))
     assert rc == 1 and message in result["msg"] and called == []
-
-
-def test_dkp_module_is_a_shim():
-    assert dkp_module.DkpModule is b.DkpModule and dkp_module.ResourceModule is b.ResourceModule
 
 
 class FakeClient:

@@ -49,8 +49,8 @@ def test_same_status_is_no_evidence_and_any_transition_is():
     before = module()
     assert dm.change_evidence(before, module()) is None
     assert "EnabledByModuleConfig" in dm.change_evidence(module(mc="False"), module())
-    assert "phase" in dm.change_evidence(before, module(phase="Reconciling", ready="False", t=before["status"]
-                                                                ["conditions"][0]["lastTransitionTime"]))
+    same_time = before["status"]["conditions"][0]["lastTransitionTime"]
+    assert "phase" in dm.change_evidence(before, module(phase="Reconciling", ready="False", t=same_time))
     # a new transition time of IsReady alone counts (Ready -> Reconciling -> Ready between two reads)
     later = module()
     later["status"]["conditions"][2]["lastTransitionTime"] = "2026-12-01T10:05:00Z"

@@ -528,6 +528,35 @@ def test_wait_switch_fails_fast_on_refusal():
     assert "refused the switch to Local" in e.value.msg and e.value.details["progress"]
 
 
+def test_wait_switch_fails_at_once_on_a_fresh_custom_containerd_preflight():
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitFailed
+    custom = "master-0 has custom toml merge containerd configuration"
+    # the False of the generation before the write is stale: it must not fail the wait
+    first = secret(mode="Unmanaged", target="Unmanaged", gen=2, conditions=[
+        ("ContainerdConfigPreflightReady", "False", "Processing", custom), ("Ready", "False", "Processing", "")])
+    plan = [(3, secret(mode="Unmanaged", target="Unmanaged", gen=3, conditions=[
+        ("ContainerdConfigPreflightReady", "False", "Processing", custom), ("Ready", "False", "Processing", "")]))]
+    base = r.state_baseline(r.parse_state(first), written=True, generation=2)
+    t = r.SwitchTracker("Unmanaged", base)
+    t.observe(r.parse_state(first), 1)
+    assert t.failure() is None and "containerd_preflight" not in t.details()
+    with pytest.raises(WaitFailed) as e:
+        run_wait("Unmanaged", base, first, plan, wait_timeout=600)
+    assert "ContainerdConfigPreflightReady=False" in e.value.msg and custom in e.value.msg
+    assert "/etc/containerd/registry.d/" in e.value.msg and "NodeGroupConfiguration" in e.value.msg
+    assert e.value.details["reason"] == "ContainerdConfigCustom"
+    assert e.value.details["containerd_preflight"]["message"] == custom
+    assert e.value.details["containerd_preflight"]["observed_generation"] == 3
+
+
+def test_tracker_containerd_preflight_checking_is_not_a_failure():
+    before = st(mode="Unmanaged", target="Unmanaged", conditions=[("Ready", "True", "", "")])
+    t = r.SwitchTracker("Direct", r.state_baseline(before, written=True))
+    t.observe(st(mode="Unmanaged", target="Direct", conditions=[
+        ("ContainerdConfigPreflightReady", "False", "Processing", "Checking containerd registry configuration")]), 1)
+    assert t.failure() is None and t.containerd_blocked() is None
+
+
 def test_wait_switch_returns_when_nothing_was_written_and_no_state():
     clock = FakeClock()
 
