@@ -27,7 +27,7 @@ description:
     which rides through dropped watches and API server restarts) and returns as soon as what it shows differs
     from that fingerprint, or after O(wait_timeout) seconds.
   - To wait for a switch, use M(deckhouse.platform.registry_mode) with O(deckhouse.platform.registry_mode#module:wait=true)
-    (it knows which states belong to its write); the lookup M(deckhouse.platform.registry_state) reads the same
+    (it knows which states belong to its write); the lookup P(deckhouse.platform.registry_state#lookup) reads the same
     summary on the controller without a module execution.
 author: deckhouse.platform contributors (@deckhouse)
 options:

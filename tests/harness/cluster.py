@@ -62,7 +62,7 @@ if __package__ in (None, ""):  # run as tests/harness/cluster.py: make `harness`
 
 from harness import versions as dkp_versions  # noqa: E402
 from harness.launcher import ClusterError  # noqa: E402
-from harness.launcher.kwok import (  # noqa: E402,F401  pylint: disable=unused-import  (re-exported names)
+from harness.launcher.kwok import (  # noqa: E402,F401 - re-exported names  pylint: disable=unused-import
     DECKHOUSE_DEBUG_ADDR, EXEC_NAMESPACES, NODE_NAME,
     _kwok_config, _node_manifest, _write_shim)
 from harness.launcher.pki import SERVICE_IP, make_pki, write_kubeconfig  # noqa: E402,F401  pylint: disable=unused-import

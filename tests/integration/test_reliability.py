@@ -32,7 +32,7 @@ from dkp_audit import our_writes
 from harness import cluster as harness_cluster
 from registry_support import FAKE_STATE_SECRET, LICENSE, PLAYBOOK, REPO, Cluster, inventory, report, switch_vars
 from test_module_config import delete_mc, get_mc, mc_task
-from test_module_release import (  # noqa: F401  pylint: disable=unused-import  (hello, pending: fixtures)
+from test_module_release import (  # noqa: F401 - hello, pending: fixtures  pylint: disable=unused-import
     APPROVED, MODULE, annotations, hello, pending, release)
 from test_registry_faults import wait_for_our_switch
 
