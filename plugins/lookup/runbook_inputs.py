@@ -271,6 +271,19 @@ def report_path_error(name, value):
             "writable path, or \"\" for no report file." % (name, value, existing or directory))
 
 
+# Inputs that name a DKP object (a Module, a ModuleSource, a ModuleUpdatePolicy): a name that cannot exist is a
+# typo to report now, not a 404 that reads like "is this a Deckhouse cluster?" after the run lock was taken.
+OBJECT_NAME_SUFFIXES = ("_module", "_source", "_update_policy")
+OBJECT_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def object_name_error(name, value):
+    if value in (None, "") or (isinstance(value, str) and OBJECT_NAME_RE.match(value) and len(value) <= 63):
+        return None
+    return ("%s: %r is not a valid DKP object name: use at most 63 lowercase letters, digits and '-', starting "
+            "and ending with a letter or digit (for example 'cert-manager')." % (name, value))
+
+
 def short_name(role, name):
     prefix = role + "_"
     return name[len(prefix):] if name.startswith(prefix) else name
@@ -294,6 +307,11 @@ class LookupModule(LookupBase):
             converted, errors = normalise(options, values, self.get_option("types") or {},
                                           self.get_option("allow_zero") or ())
             for name in sorted(options):
+                if name.endswith(OBJECT_NAME_SUFFIXES) and name in variables and \
+                        (options[name] or {}).get("type", "str") == "str":
+                    message = object_name_error(name, self._templar.template(variables[name]))
+                    if message:
+                        errors.append(message)
                 if name.endswith(("_report_path", "_report_dir")) and name in variables:
                     message = report_path_error(name, self._templar.template(variables[name]))
                     if message:

@@ -135,3 +135,20 @@ def test_unknown_role_refused():
         ri.load_options("../etc")
     with pytest.raises(ValueError):
         ri.load_options("no_such_role")
+
+
+def test_object_names_are_checked_before_anything_else():
+    assert ri.object_name_error("module_enable_module", "cert-manager") is None
+    assert ri.object_name_error("module_enable_source", "") is None
+    for bad in ("Bad/Name", "UPPER", "-x", "x-", "a" * 64, "has space", "x_y"):
+        message = ri.object_name_error("module_enable_module", bad)
+        assert message and "module_enable_module" in message and "not a valid DKP object name" in message, bad
+
+
+def test_unwritable_report_paths_are_refused_at_the_start(tmp_path):
+    assert ri.report_path_error("x_report_path", "") is None
+    assert ri.report_path_error("x_report_path", str(tmp_path / "new" / "dir" / "r.json")) is None
+    assert ri.report_path_error("x_report_dir", str(tmp_path)) is None
+    assert not (tmp_path / "new").exists(), "the check creates nothing"
+    message = ri.report_path_error("x_report_path", "/proc/deckhouse-platform-nope/r.json")
+    assert message and "x_report_path" in message and "/proc/deckhouse-platform-nope" in message
