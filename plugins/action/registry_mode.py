@@ -19,10 +19,11 @@ from __future__ import annotations
 __metaclass__ = type
 
 import copy
+import time
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible.module_utils.common.validation import check_type_bool
+from ansible.module_utils.common.validation import check_type_bool, check_type_list
 from ansible.plugins.action import ActionBase
 from ansible.utils.display import Display
 
@@ -135,4 +136,17 @@ class ActionModule(ActionBase):
             show("FAILED: %s" % clean(error.msg))
             return result
         show("switch to %s complete" % mode)
+        settle_checks = check_type_list(self._task.args.get("settle") or [])  # the module validated the choices
+        if settle_checks:
+            from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_gates import settle, settle_failure
+
+            show("waiting for Deckhouse to settle (%s)" % ", ".join(settle_checks))
+            started = time.monotonic()
+            result["settled"], failed = settle(client, settle_checks, int(self._task.args.get("settle_timeout", 300)))
+            result["settle_duration"] = round(time.monotonic() - started, 1)
+            if failed:
+                result.update(failed=True, msg=clean(settle_failure(mode, result["settled"], failed)))
+                show("FAILED: %s" % result["msg"])
+                return result
+            show("Deckhouse settled: %s" % "; ".join(c["message"] for c in result["settled"].values()))
         return result

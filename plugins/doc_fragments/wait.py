@@ -37,3 +37,23 @@ options:
     type: int
     default: 60
 """
+
+    # The wait_for of readers whose kind has no status worth waiting for (ModuleConfig seen from outside,
+    # ModuleUpdatePolicy): dkp_base.InfoModule.wait_presence.
+    PRESENCE = r"""
+options:
+  wait_for:
+    description:
+      - V(present) - first wait (watching, not polling) until the object O(name) exists, for example one that
+        another pipeline creates. V(absent) - until it is gone, for example while a finalizer still holds it
+        after a delete.
+      - On timeout the task fails saying whether it exists. Needs O(name).
+    type: str
+    choices: [present, absent]
+    version_added: 0.2.0
+  wait_timeout:
+    description: Seconds O(wait_for) waits before failing. Must be greater than 0.
+    type: int
+    default: 300
+    version_added: 0.2.0
+"""

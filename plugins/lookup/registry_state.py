@@ -14,8 +14,11 @@ short_description: Read the registry-mode switch state of a DKP cluster
 version_added: 0.1.0
 description:
   - Returns the summary of Secret C(d8-system/registry-state) - mode, target_mode, hash, parsed conditions,
-    complete, in_progress, pending, failed and transition_error - the same data as
+    complete, in_progress, pending, failed_conditions, transition_error and containerd_blocked - the same data as
     M(deckhouse.platform.registry_state_info).
+  - C(containerd_blocked) (since 0.2.0) is what condition C(ContainerdConfigPreflightReady=False) says when nodes
+    carry custom containerd registry configuration (any registry change waits at that step until it is moved), else
+    null.
   - The Secret's C(state) key (private keys and passwords of the in-cluster registry) is never read into
     the result.
   - When the Secret does not exist the result has C(exists=false); that is not an error.
@@ -37,9 +40,14 @@ EXAMPLES = r"""
     that: not lookup('deckhouse.platform.registry_state').in_progress
     fail_msg: "{{ lookup('deckhouse.platform.registry_state').message }}"
 
+- name: Refuse a registry change while custom containerd configuration blocks DKP's containerd preflight
+  ansible.builtin.assert:
+    that: lookup('deckhouse.platform.registry_state').containerd_blocked is none
+    fail_msg: "Move the custom containerd configuration first: {{ lookup('deckhouse.platform.registry_state').containerd_blocked }}"
+
 - name: Current registry mode
   ansible.builtin.debug:
-    msg: "{{ lookup('deckhouse.platform.registry_state', kubeconfig='/etc/dkp/admin.kubeconfig').mode }}"
+    msg: "{{ lookup('deckhouse.platform.registry_state', kubeconfig=dkp_kubeconfig).mode }}"
 """
 
 RETURN = r"""

@@ -18,8 +18,11 @@ Rules (the role READMEs repeat them):
   ``allow_zero`` may be 0); negative values are always refused.
 - list: a list, a YAML/JSON list in a string, or comma-separated words; "" means []. dict: a dict or a YAML/JSON
   object in a string; "" means {}.
-- Options marked ``no_log`` are never read or returned (secrets stay in the role's variables, straight to the
-  modules' no_log parameters).
+- Options marked ``no_log`` are never returned (secrets stay in the role's variables, straight to the modules'
+  no_log parameters); the cross-field rules only test whether they are set.
+- Cross-field rules (ROLE_RULES: "X needs Y", "not both A and B", "only when enabling") are checked in the same pass,
+  on the converted values, so a bad combination is refused by the role's first task, before the run lock and any
+  read or write, with one message per broken rule that says how to fix it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -39,7 +42,11 @@ description:
   - "bool: a real bool or V(true)/V(false)/V(yes)/V(no)/V(1)/V(0) (any case); an empty string or null means the
     default. int: a number or a decimal string; C(*_timeout) options must be > 0. list: a list, a YAML/JSON list
     in a string, or comma-separated values. dict: a dict or a YAML/JSON object in a string. Empty means the default."
-  - Options marked C(no_log) are neither read nor returned.
+  - Options marked C(no_log) are never returned; the cross-field rules below only test whether they are set.
+  - "Cross-field rules of the role (declared per role in the plugin: C(requires) - an option needs another one,
+    C(exclusive) - not both, C(only_when) - options that apply only with a given value of another one) are checked in
+    the same pass; a broken rule fails the lookup with a message that says what to set or remove. An option counts
+    as set when it is not empty (a bool when true, an int when given)."
 author: deckhouse.platform contributors (@deckhouse)
 options:
   _terms:
@@ -284,6 +291,158 @@ def object_name_error(name, value):
             "and ending with a letter or digit (for example 'cert-manager')." % (name, value))
 
 
+# Cross-field rules of the roles, by full variable name; checked after the types, in the same pass. Kinds:
+#   requires + if_set: when any option of `if_set` is set, `requires` must be set too;
+#   requires + when:   when every option of `when` has its value, `requires` must be set;
+#   exclusive:         at most one of these groups may be set (a group: a name, or a list of names);
+#   only_when + names: the options of `names` may be set only when every option of `only_when` has its value.
+# `hint` ends the message: what to give, or why. A rule that names an option missing from the role's argument_specs
+# is a bug of the table (the unit tests check every name).
+ROLE_RULES = {
+    "module_enable": (
+        {"requires": "module_enable_source", "if_set": ["module_enable_source_repo"],
+         "hint": "set it to the name of the ModuleSource to create"},
+        {"requires": "module_enable_source_username", "if_set": ["module_enable_source_password"],
+         "hint": "set the registry user of that password"},
+        {"exclusive": [["module_enable_source_username", "module_enable_source_password"],
+                       "module_enable_source_docker_config"],
+         "hint": "a ModuleSource takes one kind of registry credentials"},
+        {"requires": "module_enable_update_policy",
+         "if_set": ["module_enable_update_policy_mode", "module_enable_update_policy_release_channel",
+                    "module_enable_update_policy_windows"],
+         "hint": "set it to the name of the ModuleUpdatePolicy to create or update"},
+        {"requires": "module_enable_settings_version", "if_set": ["module_enable_settings"],
+         "hint": "DKP rejects settings without spec.version; set the version of the module's settings schema "
+                 "(for example 1)"},
+        {"only_when": {"module_enable_state": "enabled"},
+         "names": ["module_enable_source_repo", "module_enable_update_policy_mode",
+                   "module_enable_update_policy_release_channel", "module_enable_update_policy_windows",
+                   "module_enable_settings", "module_enable_settings_version"],
+         "hint": "module_enable_state=disabled only disables the module"},
+    ),
+    "registry_migrate": (
+        {"requires": "registry_migrate_images_repo", "when": {"registry_migrate_direction": "to_module"},
+         "hint": "to migrate to the registry module, set it to the repository of the platform images the cluster "
+                 "uses now (Secret d8-system/deckhouse-registry, key imagesRegistry)"},
+        {"requires": "registry_migrate_username", "if_set": ["registry_migrate_password"],
+         "hint": "set the registry user of that password"},
+        {"exclusive": ["registry_migrate_license", ["registry_migrate_username", "registry_migrate_password"]],
+         "hint": "the license key is the registry login of the Deckhouse registry; a user and password are for "
+                 "any other registry"},
+    ),
+    "module_source_switch": (
+        {"requires": "module_source_switch_username", "if_set": ["module_source_switch_password"],
+         "hint": "set the registry user of that password"},
+        {"exclusive": [["module_source_switch_username", "module_source_switch_password"],
+                       "module_source_switch_docker_config"],
+         "hint": "a ModuleSource takes one kind of registry credentials"},
+        {"requires": "module_source_switch_repo",
+         "if_set": ["module_source_switch_scheme", "module_source_switch_ca", "module_source_switch_docker_config",
+                    "module_source_switch_username", "module_source_switch_scan_interval"],
+         "hint": "the registry options describe the source to create or update: set module_source_switch_repo "
+                 "too, or leave them empty to switch to the existing source as it is"},
+    ),
+    "module_release_approve": (
+        {"exclusive": ["module_release_approve_version", "module_release_approve_all"],
+         "hint": "a version approves that release, module_release_approve_all every Pending one"},
+    ),
+    "module_dev_override": (
+        {"only_when": {"module_dev_override_state": "present"},
+         "names": ["module_dev_override_image_tag", "module_dev_override_scan_interval", "module_dev_override_renew"],
+         "hint": "module_dev_override_state=absent removes the override"},
+    ),
+}
+
+
+def is_set(value):
+    """An option counts as set when it is not empty: a bool when true, an int when given (0 too)."""
+    if value is None or value is False:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, (list, tuple, dict)):
+        return len(value) > 0
+    return True
+
+
+def _group_label(group):
+    return "/".join(group) if isinstance(group, (list, tuple)) else group
+
+
+def _group_set(group, present):
+    return any(present(n) for n in (group if isinstance(group, (list, tuple)) else [group]))
+
+
+def _matches(conditions, value):
+    return all(value(name) == wanted for name, wanted in sorted(conditions.items()))
+
+
+def rule_errors(rules, options, values):
+    """The messages of the broken `rules` (see ROLE_RULES); `values` maps a full option name to what the role
+    sees: the converted value for a typed option, else the templated variable. Options not given take their
+    argument_specs default. Values are never put into the messages (some are secrets)."""
+
+    def value(name):
+        if name in values:
+            found = values[name]
+            if not (isinstance(found, str) and not found.strip()) and found is not None:
+                return found
+        return (options.get(name) or {}).get("default")
+
+    def present(name):
+        return is_set(value(name))
+
+    errors = []
+    for rule in rules:
+        hint = rule.get("hint")
+        if "exclusive" in rule:
+            chosen = [g for g in rule["exclusive"] if _group_set(g, present)]
+            if len(chosen) > 1:
+                labels = [_group_label(g) for g in chosen]
+                both = "%s or %s, not both" % tuple(labels) if len(labels) == 2 else \
+                    "only one of %s" % ", ".join(labels)
+                errors.append("set %s%s" % (both, ": %s" % hint if hint else ""))
+        elif "only_when" in rule:
+            if _matches(rule["only_when"], value):
+                continue
+            extra = [n for n in rule["names"] if present(n)]
+            if extra:
+                errors.append("%s; remove %s (used only with %s)" % (
+                    hint, ", ".join(extra), ", ".join("%s=%s" % kv for kv in sorted(rule["only_when"].items()))))
+        elif "requires" in rule:
+            needed = rule["requires"]
+            if present(needed):
+                continue
+            if "when" in rule:
+                if _matches(rule["when"], value):
+                    errors.append("%s is required with %s: %s" % (
+                        needed, ", ".join("%s=%s" % kv for kv in sorted(rule["when"].items())), hint))
+                continue
+            given = [n for n in rule["if_set"] if present(n)]
+            if given:
+                errors.append("%s %s %s: %s (or leave %s empty)" % (
+                    ", ".join(given), "needs" if len(given) == 1 else "need", needed, hint,
+                    "it" if len(given) == 1 else "them"))
+        else:  # pragma: no cover - a malformed table entry
+            raise ValueError("runbook_inputs: unknown rule %r" % (rule,))
+    return errors
+
+
+def rule_names(rules):
+    """Every option a role's rules look at."""
+    names = set()
+    for rule in rules:
+        for group in rule.get("exclusive", ()):
+            names.update(group if isinstance(group, (list, tuple)) else [group])
+        names.update(rule.get("if_set", ()))
+        names.update(rule.get("names", ()))
+        names.update(rule.get("only_when", {}))
+        names.update(rule.get("when", {}))
+        if "requires" in rule:
+            names.add(rule["requires"])
+    return names
+
+
 def short_name(role, name):
     prefix = role + "_"
     return name[len(prefix):] if name.startswith(prefix) else name
@@ -316,6 +475,14 @@ class LookupModule(LookupBase):
                     message = report_path_error(name, self._templar.template(variables[name]))
                     if message:
                         errors.append(message)
+            rules = ROLE_RULES.get(role, ())
+            if rules:
+                # the rules see what the tasks would: converted values, else the templated variable (a no_log
+                # option is only tested for being set, its value goes nowhere)
+                seen = {name: self._templar.template(variables[name])
+                        for name in rule_names(rules) if name in variables and name not in converted}
+                seen.update(converted)
+                errors.extend(rule_errors(rules, options, seen))
             if errors:
                 raise AnsibleLookupError("Role deckhouse.platform.%s refuses its inputs before doing anything: %s"
                                          % (role, " | ".join(errors)))

@@ -7,7 +7,8 @@
 `DkpModule` wraps AnsibleModule: connection options, a lazily built client, numeric options checked
 before any request, secrets found inside structured options registered as no_log values before anything
 is printed, a partial result that survives a failure, and typed errors turned into clean failures.
-`ResourceModule` adds the present/absent/wait skeleton of a module that manages one object.
+`ResourceModule` adds the present/absent/wait skeleton of a module that manages one object; `InfoModule` the
+read/wait/summarise/query skeleton of a reader (`*_info`) of one kind.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -170,19 +171,26 @@ class ResourceModule(DkpModule):
     """The skeleton of a module that manages one object of `kind` (state present/absent, wait).
 
     Subclasses (or instances given callables) provide:
-      - desired(live) -> the full desired object (see dkp_resource.ensure); required for present;
       - validate() -> None, raising DkpError for bad input: runs before any read or write;
-      - create_body(wanted) -> the body for a create (default: wanted);
+      - prepare() -> None, or a result dict that ends the task without writing (nothing to act on); runs after
+        validate, before the write: reads what the kind's rules need and raises their refusals;
+      - desired(live) -> the full desired object (see dkp_resource.ensure); required for present;
+      - create_body(wanted) -> the body for a create (default: wanted); refusals that only a create needs;
+      - before_delete(live) -> raise a refusal, or return an overlay merged into the live object just before it
+        is deleted (an annotation or field DKP reads on deletion); None: delete as it is;
       - wait_present(res) / wait_absent(res) -> a dict merged into the result (default: nothing);
       - present_result(res) -> dict (default: {result_key: the object after, redacted}).
+    `creates = False` is for a kind the task only acts on and never creates (a ModuleRelease): a missing object
+    fails with missing(name) instead of being created.
     `module.result` holds changed/diff/the object before any wait starts, so a failed wait still says
     that the task changed the object. `secret_paths` (dotted) and the `redact_keys` option extend the
-    redaction of diffs and results.
+    redaction of diffs and results. Check mode sends every write as a server-side dry run and never waits.
     """
 
     kind = None
     result_key = "object"
     secret_paths = ()
+    creates = True
 
     def __init__(self, argument_spec, kind=None, result_key=None, secret_paths=None, **kwargs):
         super().__init__(argument_spec, **kwargs)
@@ -200,11 +208,21 @@ class ResourceModule(DkpModule):
     def validate(self):
         return None
 
+    def prepare(self):
+        return None
+
     def desired(self, live):
         raise NotImplementedError("%s must implement desired(live)" % type(self).__name__)
 
     def create_body(self, wanted):
         return wanted
+
+    def missing(self, name):
+        """The failure when an object of a kind that is never created (creates = False) is not there."""
+        return "%s %s does not exist" % (self.kind, name)
+
+    def before_delete(self, live):
+        return None
 
     def wait_present(self, res):
         return None
@@ -228,33 +246,163 @@ class ResourceModule(DkpModule):
 
     # -- the flow -------------------------------------------------------------------------------------
 
-    def execute(self):
+    def _desired(self, name, live):
+        if live is None and not self.creates:
+            raise DkpError(self.missing(name))
+        return self.desired(live)
+
+    def _record(self, res, after):
+        """changed/method/diff into module.result, before any wait (a failed wait keeps them)."""
+        from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import diff_view
+
+        self.result.update(changed=res.changed, method=res.method)
+        if self.diff_mode and res.changed:
+            self.result["diff"] = diff_view(res.before, after, extra_keys=self._redact_keys())
+
+    def _delete(self, name, namespace):
         from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-            diff_view,
+            deep_merge,
             ensure,
             ensure_absent,
         )
 
+        live = self.client.get(self.kind, name, namespace)
+        overlay = self.before_delete(live)
+        if live is not None and overlay:
+            def marked(obj):
+                if obj is None:
+                    raise DkpError("%s %s was deleted while the task ran" % (self.kind, name))
+                return deep_merge(obj, overlay)
+            ensure(self.client, self.kind, name, marked, namespace=namespace, check_mode=self.check_mode)
+        res = ensure_absent(self.client, self.kind, name, namespace=namespace, check_mode=self.check_mode)
+        self._record(res, None)
+        if res.changed and not self.check_mode:
+            self.result.update(self.wait_absent(res) or {})
+        return dict(self.result)
+
+    def execute(self):
+        from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import ensure
+
         self.validate()
+        done = self.prepare()
+        if done is not None:
+            return done
         name, namespace = self.identity()
-        state = self.params.get("state") or "present"
-        if state == "absent":
-            res = ensure_absent(self.client, self.kind, name, namespace=namespace, check_mode=self.check_mode)
-            self.result.update(changed=res.changed, method=res.method)
-            if self.diff_mode:
-                self.result["diff"] = diff_view(res.before, None, extra_keys=self._redact_keys())
-            if res.changed and not self.check_mode:
-                self.result.update(self.wait_absent(res) or {})
-            return dict(self.result)
-        res = ensure(self.client, self.kind, name, self.desired, namespace=namespace, check_mode=self.check_mode,
-                     create_body=self.create_body)
-        self.result.update(changed=res.changed, method=res.method)
+        if (self.params.get("state") or "present") == "absent":
+            return self._delete(name, namespace)
+        res = ensure(self.client, self.kind, name, lambda live: self._desired(name, live), namespace=namespace,
+                     check_mode=self.check_mode, create_body=self.create_body)
         self.result.update(self.present_result(res))
-        if self.diff_mode:
-            self.result["diff"] = diff_view(res.before, res.after, extra_keys=self._redact_keys())
+        self._record(res, res.after)
         if not self.check_mode:
             self.result.update(self.wait_present(res) or {})
         return dict(self.result)
+
+    def main(self):
+        self.run(self.execute)
+
+
+def _object_name(obj):
+    return ((obj or {}).get("metadata") or {}).get("name") or ""
+
+
+class InfoModule(DkpModule):
+    """The skeleton of a reader (`*_info`) of one kind: the object `name` names or all of them, or the one object
+    once its `wait_for` state holds; one summary per object with the objects' secrets registered as no_log
+    first; `query` (JMESPath, dkp_query) over the list. Reading never writes, so check mode changes nothing.
+
+    Subclasses set `kind`, `list_key` (the list in the result), `item_key` (the one object when `name` is given;
+    None: no such key) and `wait_noun` (what the wait_for-needs-a-name message calls one object), and provide:
+      - summary(obj) -> dict (required; secrets redacted);
+      - name_error(name) -> a message when `name` cannot be a name of the kind, else None;
+      - wait(name) -> the object once the `wait_for` state holds (None: the state is "gone");
+      - validate() -> None, raising DkpError (default: the name, and wait_for needs a name);
+      - read() -> the objects (default: the one of `name`, the waited one, or all matching label_selector());
+      - secrets(obj) -> secret strings of an object; keep(summary) -> listed or not (default: all);
+      - order(objs) -> the objects in result order (default: by name); extra(objs) -> more result keys.
+    """
+
+    kind = None
+    list_key = None
+    item_key = None
+    wait_noun = "object"
+
+    # -- hooks ---------------------------------------------------------------------------------------
+
+    def name_error(self, name):
+        return None
+
+    def validate(self):
+        name = self.params.get("name")
+        error = self.name_error(name) if name is not None else None
+        if error:
+            raise DkpError(error)
+        if self.params.get("wait_for") and not name:
+            raise DkpError("wait_for waits on one %s: set name" % self.wait_noun)
+
+    def label_selector(self):
+        return None
+
+    def wait(self, name):
+        raise NotImplementedError("%s must implement wait(name)" % type(self).__name__)
+
+    def wait_presence(self, name):
+        """`wait_for` present / absent, for kinds without a status worth waiting for (ModuleConfig seen from
+        outside, ModuleUpdatePolicy): created by another pipeline, or gone after its finalizer ran."""
+        from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
+
+        want = self.params["wait_for"] == "present"
+        return wait_for(self.client, self.kind, name, lambda obj: (obj is not None) == want,
+                        self.params["wait_timeout"],
+                        describe=lambda obj: "%s %s %s" % (self.kind, name, "exists" if obj is not None
+                                                           else "does not exist"))
+
+    def read(self):
+        name = self.params.get("name")
+        if self.params.get("wait_for"):
+            found = self.wait(name)
+        elif name:
+            found = self.client.get(self.kind, name)
+        else:
+            items, _rv = self.client.list(self.kind, label_selector=self.label_selector())
+            return items
+        return [found] if found else []
+
+    def secrets(self, obj):
+        return ()
+
+    def summary(self, obj):
+        raise NotImplementedError("%s must implement summary(obj)" % type(self).__name__)
+
+    def keep(self, summary):
+        return True
+
+    def order(self, objs):
+        return sorted(objs, key=_object_name)
+
+    def extra(self, objs):
+        return {}
+
+    # -- the flow -------------------------------------------------------------------------------------
+
+    def execute(self):
+        # Lazy: only readers load jmespath.
+        from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import apply_query, compile_query
+
+        self.validate()
+        query = compile_query(self.params.get("query"))  # a typo fails before any request
+        objs = self.read()
+        for obj in objs:  # masked wherever they might surface
+            for secret in self.secrets(obj):
+                self.no_log(secret)
+        summaries = [s for s in (self.summary(o) for o in self.order(objs)) if self.keep(s)]
+        result = {self.list_key: summaries}
+        if self.item_key and self.params.get("name"):
+            result[self.item_key] = summaries[0] if summaries else None
+        result.update(self.extra(objs))
+        if query is not None:
+            result["query_result"] = apply_query(summaries, query)
+        return result
 
     def main(self):
         self.run(self.execute)

@@ -344,6 +344,58 @@ def info_predicate(target, filters=None):
     return lambda m: m is not None and state(m) and summary_matches(module_summary(m), filters)
 
 
+INFO_FILTERS = ("phase", "enabled", "source", "version", "overridden", "ready_after")
+
+
+def info_filters(params):
+    """module_info's filter options of a task (see summary_matches)."""
+    return dict((key, params.get(key)) for key in INFO_FILTERS)
+
+
+def validate_module_info(params):
+    """Refuse a module_info task with bad input, before any request."""
+    errors = []
+    if params.get("name") is not None and check_name(params["name"]):
+        errors.append(check_name(params["name"]))
+    if params.get("ready_after") and parse_time(params["ready_after"]) is None:
+        errors.append("ready_after must be an RFC 3339 time such as 2026-12-01T10:00:00Z, got %r"
+                      % params["ready_after"])
+    if params.get("wait_for") and not params.get("name"):
+        errors.append("wait_for waits for one Module: set `name`")
+    if errors:
+        raise DkpError("; ".join(errors))
+
+
+def info_wait_rules(name, target, filters):
+    """wait_for keyword arguments for module_info `wait_for`: only `ready` judges the Module's errors (Conflict and
+    Unavailable at once, hook errors after the grace window); any other target waits for that state alone."""
+    judged = target == "ready"
+    return dict(predicate=info_predicate(target, filters), describe=describe_module,
+                failure=(lambda m: stuck_failure(name, m)) if judged else None,
+                transient=(lambda m: transient_failure(name, m)) if judged else None)
+
+
+def config_info_item(obj, extra_keys=()):
+    """A ModuleConfig as module_config_info returns it: its spec in option names, status, the error it reports,
+    and the object, secrets redacted."""
+    status = obj.get("status") or {}
+    obj = redact_config(obj, extra_keys)
+    spec = obj.get("spec") or {}
+    return {
+        "name": obj["metadata"]["name"],
+        "enabled": spec.get("enabled"),
+        "version": spec.get("version"),
+        "settings": spec.get("settings") or {},
+        "source": spec.get("source"),
+        "update_policy": spec.get("updatePolicy"),
+        "maintenance": spec.get("maintenance"),
+        "status_version": status.get("version"),
+        "message": status.get("message"),
+        "error": config_error(obj),
+        "object": obj,
+    }
+
+
 def config_wait_target(enabled, spec_after):
     """What a ModuleConfig wait waits for: `enabled`, `disabled`, or `bundle` (spec.enabled left to Deckhouse)."""
     if enabled is None:

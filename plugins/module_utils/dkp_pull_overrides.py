@@ -191,3 +191,65 @@ def gone_rules():
     return dict(predicate=lambda o: o is None,
                 describe=lambda o: describe_override(o) + (
                     "; finalizers %s" % o["metadata"].get("finalizers") if o else ""))
+
+
+# -- the module_pull_override task ------------------------------------------------------------------
+
+def renew_stamp(now=None):
+    """A new value for the renew annotation (DKP reacts to the annotation changing)."""
+    import datetime
+
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def override_result(obj):
+    """What module_pull_override returns about the override (it holds no secrets)."""
+    status = status_of(obj)
+    return {"override": strip_server_fields(obj), "image_digest": status.get("imageDigest"),
+            "updated_at": status.get("updatedAt"), "message": status.get("message")}
+
+
+def must_change_after(before, after, renew):
+    """What has to move before the wait may count a Ready: the digest after renew, the digest or updatedAt after a
+    new tag; None when the Ready of the current state counts (a create, or nothing asked to move)."""
+    if before is None:
+        return None
+    if renew:
+        return "digest"
+    if ((before.get("spec") or {}).get("imageTag")) != ((after or {}).get("spec") or {}).get("imageTag"):
+        return "digest_or_time"
+    return None
+
+
+def wait_running(client, name, before, must_change, written_at, timeout, grace, wait_for, timeout_error):
+    """Wait for the image the task asked for. When DKP has to move (renew, new tag), give it SETTLE_SECONDS; a
+    digest that has not moved by then, with the override Ready, is the newest one of the tag: nothing more
+    can happen, so the wait ends there instead of at the timeout. Returns (obj, moved). `wait_for` and
+    `timeout_error` are dkp_wait's (passed in: this file does not load the wait engine)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+
+    def settled():
+        return time.monotonic() - written_at >= SETTLE_SECONDS
+
+    rules = override_wait_rules(name, before, must_change, settled)
+    if must_change:
+        window = min(timeout, max(1, SETTLE_SECONDS - (time.monotonic() - written_at)))
+        try:
+            return wait_for(client, "ModulePullOverride", name, timeout=window, grace=grace, **rules), True
+        except timeout_error:
+            live = client.get("ModulePullOverride", name)
+            if runs_newest(before, live):
+                return live, False
+            if time.monotonic() >= deadline:
+                raise
+    remaining = max(1, deadline - time.monotonic())
+    return wait_for(client, "ModulePullOverride", name, timeout=remaining, grace=grace, **rules), True
+
+
+def newest_digest_message(name, tag, obj):
+    status = status_of(obj)
+    return ("Module %s already runs the newest digest of tag %s (%s, deployed %s): DKP found no new image, so "
+            "nothing was redeployed" % (name, tag, status.get("imageDigest"), status.get("updatedAt")))

@@ -232,3 +232,24 @@ def read_queue(client, timeout=120, interval=1.0, max_interval=10.0, exec_timeou
                       restarting=restarting)
         sleep(min(pause, max(0.0, deadline - clock())))
         pause = min(max_interval, pause * 2)
+
+
+def wait_queue_empty(client, timeout, leader_timeout=120, poll=2.0, sleep=time.sleep, clock=time.monotonic):
+    """(queue, leader) once the queue is empty. The queue is only reachable by exec (no watch), so it is
+    polled. A failing task fails at once (it does not drain by itself, the wait could only time out); on
+    timeout the error describes the last queue seen."""
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitFailed, WaitTimeout
+
+    deadline = clock() + timeout
+    while True:
+        queue, leader = read_queue(client, timeout=max(leader_timeout, 0))
+        if queue["failing_tasks"]:
+            raise WaitFailed("Deckhouse's queue has %d failing task(s): %s. They do not drain by themselves: fix the "
+                             "cause (d8 system queue list; the module's logs)"
+                             % (len(queue["failing_tasks"]), describe_failing(queue)), leader=leader, **queue)
+        if queue["empty"]:
+            return queue, leader
+        if clock() >= deadline:
+            raise WaitTimeout("Timed out after %ss waiting for Deckhouse's queue to drain; last seen: %s"
+                              % (timeout, describe_queue(queue)), leader=leader, **queue)
+        sleep(min(poll, max(0.0, deadline - clock())))

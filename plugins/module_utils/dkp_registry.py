@@ -448,7 +448,7 @@ def parse_conditions(text):
 def empty_state():
     summary = {"exists": False, "mode": None, "target_mode": None, "hash": None, "conditions": [],
                "observed_generation": None, "complete": False, "in_progress": False, "pending": [],
-               "failed_conditions": [], "transition_error": None,
+               "failed_conditions": [], "transition_error": None, "containerd_blocked": None,
                "message": "Secret d8-system/registry-state does not exist: the registry module is not in use "
                           "(or has not reconciled yet)"}
     summary["fingerprint"] = fingerprint(summary)
@@ -484,10 +484,32 @@ def parse_state(secret):
         "pending": pending,
         "failed_conditions": failed,
         "transition_error": transition,
+        "containerd_blocked": containerd_blocked_message(containerd_custom_config(conditions)),
         "message": describe_state_short(mode, target, complete, transition, pending),
     }
     summary["fingerprint"] = fingerprint(summary)
     return summary
+
+
+def containerd_custom_config(conditions):
+    """The ContainerdConfigPreflightReady=False condition that reports custom containerd registry configuration on
+    nodes (containerd v1, /etc/containerd/conf.d/*.toml), else None. DKP waits at that step until an operator moves
+    the configuration: any registry change stops there, so the switch's wait fails at once on it and the roles
+    refuse to start one while it is reported."""
+    for cond in conditions or []:
+        if cond.get("type") != PREFLIGHT or cond.get("status") != "False":
+            continue
+        if re.search(r"(?i)custom", (cond.get("message") or "") + " " + (cond.get("reason") or "")):
+            return cond
+    return None
+
+
+def containerd_blocked_message(cond):
+    """What the blocking containerd condition says, on one line (its reason when it has no message), else None."""
+    if not cond:
+        return None
+    return "; ".join(line.strip() for line in (cond.get("message") or "").splitlines() if line.strip()) \
+        or cond.get("reason") or PREFLIGHT
 
 
 def describe_state_short(mode, target, complete, transition, pending):
@@ -721,8 +743,7 @@ class SwitchTracker:
                     "on the nodes: on these nodes (containerd v1) move the custom registry configuration from "
                     "/etc/containerd/conf.d/*.toml to /etc/containerd/registry.d/<registry host>/hosts.toml with a "
                     "NodeGroupConfiguration and delete the old files; DKP then continues by itself (re-run to "
-                    "follow the switch to its end)." % (PREFLIGHT, "; ".join(
-                        (blocked.get("message") or "").splitlines()) or blocked.get("reason")))
+                    "follow the switch to its end)." % (PREFLIGHT, containerd_blocked_message(blocked)))
         if self.fresh and s.get("transition_error"):
             return ("DKP refused the switch to %s: %s. Nothing more will happen until the registry settings are "
                     "changed: switch through Direct or Unmanaged first (role registry_switch: `via: Direct`)."
@@ -736,17 +757,14 @@ class SwitchTracker:
         if not self.fresh:
             return None
         base = self.baseline
-        for cond in (self.last or {}).get("conditions") or []:
-            if cond["type"] != PREFLIGHT or cond["status"] != "False":
-                continue
-            if not re.search(r"(?i)custom", (cond.get("message") or "") + " " + (cond.get("reason") or "")):
-                continue
-            # a condition DKP has not re-evaluated since the write is older evidence
-            gen, seen = base.get("config_generation"), cond.get("observed_generation")
-            if base.get("written") and gen is not None and seen is not None and seen <= gen:
-                continue
-            return cond
-        return None
+        cond = containerd_custom_config((self.last or {}).get("conditions"))
+        if cond is None:
+            return None
+        # a condition DKP has not re-evaluated since the write is older evidence
+        gen, seen = base.get("config_generation"), cond.get("observed_generation")
+        if base.get("written") and gen is not None and seen is not None and seen <= gen:
+            return None
+        return cond
 
     @property
     def done(self):

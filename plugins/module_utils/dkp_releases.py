@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Module delivery semantics: ModuleRelease versions, selection, blocking reasons and actions,
-update windows and duration strings. Pure logic, except `list_module_releases` and `find_release`,
-which read through a DkpClient.
+update windows and duration strings, and the rules of the module_release task and its reader. Pure logic,
+except the functions that take a DkpClient (listing, finding and selecting releases, waits).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,6 +17,7 @@ import time
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
+    check_name,
     describe_module,
     is_true,
     module_summary,
@@ -510,3 +511,113 @@ def module_ready_rules(client, module_name, release_name):
     return dict(predicate=lambda m: m is not None and module_summary(m)["ready"],
                 failure=lambda m: stuck_failure(module_name, m), transient=lambda m: transient_failure(module_name, m),
                 describe=describe)
+
+
+# -- the module_release task and the module_release_info reader --------------------------------------
+
+def validate_release_action(params):
+    """Refuse a module_release task that cannot name one release, before anything is read or written."""
+    errors = []
+    if params.get("name"):
+        if params.get("module") or params.get("version") or params.get("release"):
+            errors.append("name selects the release on its own; remove module, version and release from the task")
+        elif check_release_name(params["name"]):
+            errors.append(check_release_name(params["name"]))
+    elif params.get("module"):
+        if check_name(params["module"]):
+            errors.append(check_name(params["module"]))
+        if params.get("version") is not None and params.get("release"):
+            errors.append("version and release both select the release; use one of them")
+        elif params.get("version") is None and not params.get("release") and params["action"] != "reinstall":
+            errors.append("with module, set version (for example 1.2.3) or release (deployed or pending)")
+        if params.get("version") is not None:
+            try:
+                normalize_version(params["version"])
+            except DkpError as e:
+                errors.append(e.msg)
+    else:
+        errors.append("set name (for example console-v1.2.3), or module with version or release")
+    if errors:
+        raise DkpError("; ".join(errors))
+
+
+def release_selection(params):
+    """(name, module, version, which) of a module_release task, for find_release."""
+    which = params.get("release")
+    if params.get("module") and params.get("version") is None and not which:
+        which = "deployed"  # reinstall of the module's release
+    return params.get("name"), params.get("module"), params.get("version"), which
+
+
+def select_for_action(client, params):
+    """(release, releases of its module, result) for a module_release task: result is the task's whole result
+    when `release` found no release in that phase (nothing to act on), else None."""
+    action = params["action"]
+    name, module_name, version, which = release_selection(params)
+    release, releases = find_release(client, name=name, module=module_name, version=version, which=which)
+    if release is None and action == "reinstall":
+        raise DkpError("Module %s has no Deployed release to reinstall. Its releases: %s"
+                       % (module_name, describe_candidates(releases)))
+    if release is None:
+        return None, releases, {"changed": False, "method": "none", "release": None,
+                                "msg": "Module %s has no %s release; nothing to %s"
+                                       % (module_name, which.capitalize(), action.replace("_", " "))}
+    return release, releases, None
+
+
+def wait_action_done(client, action, name, module_name, timeout, grace, wait_for):
+    """(release, Module) once `action` is done. approve/apply_now: the release is Deployed. reinstall: DKP settled
+    the request on the release, and only after that the Module is Ready (so the Ready from before the reinstall
+    does not count). `wait_for` is dkp_wait.wait_for (passed in: this file does not load the wait engine)."""
+    started = time.monotonic()
+    if action != "reinstall":
+        release = wait_for(client, "ModuleRelease", name, timeout=timeout, grace=grace,
+                           **release_wait_rules(client, module_name, "deployed"))
+        return release, client.get("Module", module_name)
+    release = wait_for(client, "ModuleRelease", name, timeout=timeout, grace=grace,
+                       tick=module_error_tick(client, module_name, grace),
+                       **release_wait_rules(client, module_name, "reinstalled"))
+    mod = wait_for(client, "Module", module_name, timeout=max(1, timeout - (time.monotonic() - started)),
+                   grace=grace, **module_ready_rules(client, module_name, name))
+    return client.get("ModuleRelease", name) or release, mod
+
+
+def validate_release_query(params):
+    """Refuse a module_release_info task with bad input, before any request."""
+    errors = []
+    if params.get("name"):
+        if params.get("module") or params.get("version"):
+            errors.append("name selects one release on its own; remove module and version from the task")
+        elif check_release_name(params["name"]):
+            errors.append(check_release_name(params["name"]))
+    if params.get("module") and check_name(params["module"]):
+        errors.append(check_name(params["module"]))
+    if params.get("version") is not None:
+        if not params.get("module"):
+            errors.append("version selects a release of module: set module too")
+        try:
+            normalize_version(params["version"])
+        except DkpError as e:
+            errors.append(e.msg)
+    if params.get("wait_for") and not (params.get("name") or (params.get("module") and params.get("version"))):
+        errors.append("wait_for waits on one release: set name, or module and version")
+    if errors:
+        raise DkpError("; ".join(errors))
+
+
+def selected_release(client, params, wait_for):
+    """The one release a module_release_info task names (by name, or module and version), once its `wait_for`
+    phase holds when set; None when the task lists releases only."""
+    if not (params.get("name") or params.get("version") is not None):
+        return None
+    name = params.get("name") or release_name(params["module"], params["version"])
+    if not params.get("wait_for"):
+        selected, _siblings = find_release(client, name=params.get("name"), module=params.get("module"),
+                                           version=params.get("version"))
+        return selected
+    module_name = params.get("module")
+    if not module_name:
+        release = client.get("ModuleRelease", name)
+        module_name = release_module(release) if release else parse_release_name(name)[0]
+    return wait_for(client, "ModuleRelease", name, timeout=params["wait_timeout"],
+                    **release_wait_rules(client, module_name, params["wait_for"]))

@@ -381,3 +381,22 @@ def desired_object(params, live):
     if violation:
         raise DkpError(violation)
     return wanted
+
+
+def derived_secret_values(params, *sources):
+    """Values derived from a task's no_log credentials (the dockerCfg built from them) and the secrets of
+    `sources` (their dockerCfg and the credentials inside), to register as no_log so Ansible masks them should
+    any message carry them."""
+    secrets = [value for source in sources for value in source_secret_values(source)]
+    if params.get("registry_username") is not None and params.get("repo"):
+        secrets.append(build_docker_config(registry_host(params["repo"]), params["registry_username"],
+                                           params["registry_password"]))
+    return secrets
+
+
+def owned_deletion_refusal(live):
+    """A message when `live` is a Deckhouse-owned ModuleSource (DKP renders it again), else None."""
+    if not is_deckhouse_owned(live):
+        return None
+    return ("ModuleSource %s is managed by Deckhouse (label heritage: deckhouse) and cannot be deleted"
+            % live["metadata"]["name"])

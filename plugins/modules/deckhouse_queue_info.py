@@ -36,6 +36,21 @@ options:
       - V(0) tries once; negative values are refused.
     type: int
     default: 120
+  wait_for:
+    description:
+      - V(empty) - first wait until the queue has drained (no task in any queue), then return it. The queue is
+        reachable only through the exec, so it is read every 2 seconds. A failing task fails the wait at once
+        (it does not drain by itself); a Deckhouse restart meanwhile is ridden through (O(leader_wait_timeout)
+        per read).
+      - On timeout the task fails describing the last queue seen; the queue fields are in the result.
+    type: str
+    choices: [empty]
+    version_added: 0.2.0
+  wait_timeout:
+    description: Seconds O(wait_for) waits. Must be greater than 0.
+    type: int
+    default: 300
+    version_added: 0.2.0
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
@@ -56,12 +71,10 @@ EXAMPLES = r"""
     that: queue.failing_tasks | length == 0
     fail_msg: "{{ queue.failing_tasks | map(attribute='description') | join('; ') }}"
 
-- name: Wait until the queue drains
+- name: Wait until the queue drains (a failing task fails at once)
   deckhouse.platform.deckhouse_queue_info:
-  register: queue
-  until: queue.empty
-  retries: 60
-  delay: 5
+    wait_for: empty
+    wait_timeout: 300
 """
 
 RETURN = r"""
@@ -118,17 +131,32 @@ leader:
   description: The pod the queue was read from - name, phase, ready, node, restarts.
   returned: always
   type: dict
+waited:
+  description: Seconds O(wait_for) waited.
+  returned: when O(wait_for) is set
+  type: float
 """
 
+import time
+
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_queue import impersonation_note, read_queue
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_queue import (
+    impersonation_note,
+    read_queue,
+    wait_queue_empty,
+)
 
 
 def run(module):
-    queue, leader = read_queue(module.client, timeout=module.params["leader_wait_timeout"])
+    p = module.params
     note = impersonation_note(module.client)
     if note:
         module.warn(note)
+    if p["wait_for"] == "empty":
+        started = time.monotonic()
+        queue, leader = wait_queue_empty(module.client, p["wait_timeout"], leader_timeout=p["leader_wait_timeout"])
+        return dict(queue, leader=leader, changed=False, waited=round(time.monotonic() - started, 1))
+    queue, leader = read_queue(module.client, timeout=p["leader_wait_timeout"])
     return dict(queue, leader=leader, changed=False)
 
 
@@ -136,6 +164,8 @@ def main():
     module = DkpModule(
         argument_spec=dict(
             leader_wait_timeout=dict(type="int", default=120),
+            wait_for=dict(type="str", choices=["empty"]),
+            wait_timeout=dict(type="int", default=300),
         ),
         supports_check_mode=True,
         non_negative_params=("leader_wait_timeout",),

@@ -101,7 +101,7 @@ EXAMPLES = r"""
 
 - name: Plan only (check mode is a server-side dry run), with the plan as Markdown
   deckhouse.platform.desired_state:
-    src: clusters/prod/
+    src: "{{ playbook_dir }}/../clusters/prod/"
     owner: gitops-prod
   check_mode: true
   diff: true

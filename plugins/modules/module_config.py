@@ -136,7 +136,7 @@ EXAMPLES = r"""
     settings:
       disableLetsencrypt: null
 
-- name: Disable a module whose disabling DKP asks to confirm
+- name: Disable a module; allow_disabling confirms it where DKP asks to (critical modules, for example)
   deckhouse.platform.module_config:
     name: console
     enabled: false
@@ -146,13 +146,13 @@ EXAMPLES = r"""
 - name: Connection options once for the whole collection
   module_defaults:
     group/deckhouse.platform.dkp:
-      kubeconfig: /etc/dkp/admin.kubeconfig
+      kubeconfig: "{{ dkp_kubeconfig }}"
   block:
     - name: Take console from a given source with an update policy
       deckhouse.platform.module_config:
         name: console
         enabled: true
-        source: deckhouse-prod
+        source: deckhouse
         update_policy: manual-console
 """
 
@@ -208,7 +208,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules imp
     request_size_refusal,
     wait_config_applied,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import deep_merge, diff_view, ensure, ensure_absent
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import deep_merge
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC, WaitTimeout, wait_for
 
 
@@ -323,24 +323,12 @@ class ModuleConfigModule(ResourceModule):
                       % (p["name"], (out["module"] or {}).get("phase") or "as it is"))
         return out
 
-    def execute(self):
-        p = self.params
-        if p["state"] != "absent":
-            return super().execute()
-        self.validate()
-        client = self.client
-        name = p["name"]
-        live = client.get("ModuleConfig", name)
+    def before_delete(self, live):
         self.check_disabling(live)
-        if live is not None and p["allow_disabling"]:
-            ensure(client, "ModuleConfig", name,
-                   lambda obj: deep_merge(obj, {"metadata": {"annotations": {ALLOW_DISABLING_ANNOTATION: "true"}}}),
-                   check_mode=self.check_mode)
-        res = ensure_absent(client, "ModuleConfig", name, check_mode=self.check_mode)
-        self.result.update(changed=res.changed, method=res.method)
-        if self.diff_mode and res.changed:
-            self.result["diff"] = diff_view(res.before, None, extra_keys=tuple(p.get("redact_keys") or ()))
-        return dict(self.result)
+        if live is not None and self.params["allow_disabling"]:
+            # DKP's webhook refuses deleting the ModuleConfig of a critical module without it
+            return {"metadata": {"annotations": {ALLOW_DISABLING_ANNOTATION: "true"}}}
+        return None
 
 
 def main():

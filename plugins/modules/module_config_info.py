@@ -30,6 +30,7 @@ options:
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.query
+  - deckhouse.platform.wait.PRESENCE
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.READ_ONLY
 """
@@ -101,54 +102,32 @@ query_result:
   version_added: 0.2.0
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name, config_error, redact_config
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC, apply_query, compile_query
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import InfoModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name, config_info_item
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC
 
 
-def item(obj, extra_keys=()):
-    status = obj.get("status") or {}
-    obj = redact_config(obj, extra_keys)
-    spec = obj.get("spec") or {}
-    return {
-        "name": obj["metadata"]["name"],
-        "enabled": spec.get("enabled"),
-        "version": spec.get("version"),
-        "settings": spec.get("settings") or {},
-        "source": spec.get("source"),
-        "update_policy": spec.get("updatePolicy"),
-        "maintenance": spec.get("maintenance"),
-        "status_version": status.get("version"),
-        "message": status.get("message"),
-        "error": config_error(obj),
-        "object": obj,
-    }
+class ModuleConfigInfo(InfoModule):
+    kind = "ModuleConfig"
+    list_key = "configs"
 
+    def name_error(self, name):
+        return check_name(name)
 
-def run(module):
-    params = module.params
-    if params.get("name") is not None and check_name(params["name"]):
-        raise DkpError(check_name(params["name"]))
-    query = compile_query(params.get("query"))
-    client = module.client
-    if params.get("name"):
-        obj = client.get("ModuleConfig", params["name"])
-        objs = [obj] if obj else []
-    else:
-        objs, _rv = client.list("ModuleConfig")
-    result = {"configs": [item(o, params.get("redact_keys")) for o in sorted(objs, key=lambda o: o["metadata"]["name"])]}
-    if query is not None:
-        result["query_result"] = apply_query(result["configs"], query)
-    return result
+    def summary(self, obj):
+        return config_info_item(obj, self.params.get("redact_keys"))
+
+    def wait(self, name):
+        return self.wait_presence(name)
 
 
 def main():
-    module = DkpModule(argument_spec=dict(name=dict(type="str"),
-                                          redact_keys=dict(type="list", elements="str", default=[], no_log=False),
-                                          **QUERY_ARG_SPEC),
-                       supports_check_mode=True)
-    module.run(lambda: run(module))
+    ModuleConfigInfo(argument_spec=dict(name=dict(type="str"),
+                                        redact_keys=dict(type="list", elements="str", default=[], no_log=False),
+                                        wait_for=dict(type="str", choices=["present", "absent"]),
+                                        wait_timeout=dict(type="int", default=300),
+                                        **QUERY_ARG_SPEC),
+                     supports_check_mode=True).main()
 
 
 if __name__ == "__main__":

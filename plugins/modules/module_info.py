@@ -110,9 +110,9 @@ EXAMPLES = r"""
     name: console
     wait_for: overridden
 
-- name: Wait until console is Ready on the ModuleSource example, without an override
+- name: Wait until commander is Ready on the ModuleSource example, without an override
   deckhouse.platform.module_info:
-    name: console
+    name: commander
     wait_for: ready
     source: example
     overridden: false
@@ -177,74 +177,42 @@ waited:
 
 import time
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import InfoModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import (
-    check_name,
-    describe_module,
-    info_predicate,
+    info_filters,
+    info_wait_rules,
     module_summary,
-    parse_time,
-    stuck_failure,
     summary_matches,
-    transient_failure,
+    validate_module_info,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC, apply_query, compile_query
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
 
 
-FILTERS = ("phase", "enabled", "source", "version", "overridden", "ready_after")
+class ModuleInfo(InfoModule):
+    kind = "Module"
+    list_key = "modules"
 
+    def validate(self):
+        validate_module_info(self.params)
 
-def filters_of(params):
-    return dict((key, params.get(key)) for key in FILTERS)
-
-
-def validate(params):
-    errors = []
-    if params.get("name") is not None and check_name(params["name"]):
-        errors.append(check_name(params["name"]))
-    if params.get("ready_after") and parse_time(params["ready_after"]) is None:
-        errors.append("ready_after must be an RFC 3339 time such as 2026-12-01T10:00:00Z, got %r"
-                      % params["ready_after"])
-    if params.get("wait_for") and not params.get("name"):
-        errors.append("wait_for waits for one Module: set `name`")
-    if errors:
-        raise DkpError("; ".join(errors))
-    return compile_query(params.get("query"))
-
-
-def run(module):
-    params = module.params
-    query = validate(params)
-    client = module.client
-    result = {}
-    name = params.get("name")
-    if params.get("wait_for"):
-        target = params["wait_for"]
-        judged = target == "ready"
+    def wait(self, name):
+        p = self.params
         start = time.monotonic()
-        obj = wait_for(client, "Module", name, info_predicate(target, filters_of(params)), params["wait_timeout"],
-                       describe=describe_module, grace=params["wait_grace"],
-                       failure=(lambda m: stuck_failure(name, m)) if judged else None,
-                       transient=(lambda m: transient_failure(name, m)) if judged else None)
-        result["waited"] = round(time.monotonic() - start, 3)
-        objs = [obj] if obj else []
-    elif name:
-        obj = client.get("Module", name)
-        objs = [obj] if obj else []
-    else:
-        objs, _rv = client.list("Module")
-    summaries = [module_summary(o) for o in objs]
-    result["modules"] = sorted((s for s in summaries if summary_matches(s, filters_of(params))),
-                               key=lambda s: s["name"])
-    if query is not None:
-        result["query_result"] = apply_query(result["modules"], query)
-    return result
+        obj = wait_for(self.client, self.kind, name, timeout=p["wait_timeout"], grace=p["wait_grace"],
+                       **info_wait_rules(name, p["wait_for"], info_filters(p)))
+        self.result["waited"] = round(time.monotonic() - start, 3)
+        return obj
+
+    def summary(self, obj):
+        return module_summary(obj)
+
+    def keep(self, summary):
+        return summary_matches(summary, info_filters(self.params))
 
 
 def main():
-    module = DkpModule(
+    ModuleInfo(
         argument_spec=dict(
             name=dict(type="str"),
             phase=dict(type="list", elements="str"),
@@ -262,8 +230,7 @@ def main():
             **QUERY_ARG_SPEC
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

@@ -133,125 +133,72 @@ method:
   type: str
 """
 
-import datetime
 import time
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import ResourceModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_pull_overrides import (
-    SETTLE_SECONDS,
     desired_object,
     gone_rules,
+    must_change_after,
+    newest_digest_message,
     not_offered_refusal,
     offering_sources,
-    override_wait_rules,
-    runs_newest,
-    status_of,
+    override_result,
+    renew_stamp,
     validate,
+    wait_running,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    deep_merge,
-    diff_view,
-    ensure,
-    ensure_absent,
-    strip_server_fields,
-)
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import (
-    WAIT_ARG_SPEC,
-    WaitTimeout,
-    wait_for,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC, WaitTimeout, wait_for
 
 
-def wait_running(module, name, before, must_change, written_at):
-    """Wait for the image the task asked for. When DKP has to move (renew, new tag), give it SETTLE_SECONDS; a
-    digest that has not moved by then, with the override Ready, is the newest one of the tag: nothing more
-    can happen, so the wait ends there instead of at the timeout. Returns (obj, moved)."""
-    client, timeout = module.client, module.params["wait_timeout"]
-    grace = module.params["wait_grace"]
-    deadline = time.monotonic() + timeout
+class ModulePullOverrideModule(ResourceModule):
+    kind = "ModulePullOverride"
 
-    def settled():
-        return time.monotonic() - written_at >= SETTLE_SECONDS
+    def validate(self):
+        validate(self.params)
 
-    rules = override_wait_rules(name, before, must_change, settled)
-    if must_change:
-        window = min(timeout, max(1, SETTLE_SECONDS - (time.monotonic() - written_at)))
-        try:
-            return wait_for(client, "ModulePullOverride", name, timeout=window, grace=grace, **rules), True
-        except WaitTimeout:
-            live = client.get("ModulePullOverride", name)
-            if runs_newest(before, live):
-                return live, False
-            if time.monotonic() >= deadline:
-                raise
-    remaining = max(1, deadline - time.monotonic())
-    return wait_for(client, "ModulePullOverride", name, timeout=remaining, grace=grace, **rules), True
+    def prepare(self):
+        self.renew_value = renew_stamp() if self.params["renew"] else None  # one value per task, also on a 409
 
+    def desired(self, live):
+        return desired_object(self.params, live, self.renew_value)
 
-def result_of(res, obj):
-    status = status_of(obj)
-    return {"override": strip_server_fields(obj), "image_digest": status.get("imageDigest"),
-            "updated_at": status.get("updatedAt"), "message": status.get("message")}
-
-
-def run(module):
-    params = module.params
-    validate(params)
-    client = module.client
-    name = params["name"]
-    if params["state"] == "absent":
-        live = client.get("ModulePullOverride", name)
-        if live is not None and params.get("rollback"):
-            ensure(client, "ModulePullOverride", name, lambda obj: deep_merge(obj, {"spec": {"rollback": True}}),
-                   check_mode=module.check_mode)
-        res = ensure_absent(client, "ModulePullOverride", name, check_mode=module.check_mode)
-        result = {"changed": res.changed, "method": res.method}
-        if module.diff_mode and res.changed:
-            result["diff"] = diff_view(res.before, None)
-        module.result.update(result)
-        if params["wait"] and res.changed and not module.check_mode:
-            wait_for(client, "ModulePullOverride", name, timeout=params["wait_timeout"], **gone_rules())
-        return result
-
-    if client.get("ModulePullOverride", name) is None and params.get("image_tag"):
+    def create_body(self, wanted):
         # Refused before creating: an override for a module no source offers can never pull anything.
-        sources, offered = offering_sources(client, name)
+        sources, offered = offering_sources(self.client, self.params["name"])
         if not sources:
-            raise DkpError(not_offered_refusal(name, offered))
-    renew_value = (datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-                   if params["renew"] else None)
-    res = ensure(client, "ModulePullOverride", name, lambda live: desired_object(params, live, renew_value),
-                 check_mode=module.check_mode)
-    written_at = time.monotonic()
-    result = dict(result_of(res, res.after), changed=res.changed, method=res.method)
-    if module.diff_mode and res.changed:
-        result["diff"] = diff_view(res.before, res.after)
-    module.result.update(result)  # survives a failed wait
-    if params["wait"] and not module.check_mode:
-        old_tag = ((res.before or {}).get("spec") or {}).get("imageTag")
-        new_tag = (res.after.get("spec") or {}).get("imageTag")
-        if res.before is None:
-            must_change = None
-        elif params["renew"]:
-            must_change = "digest"
-        elif old_tag != new_tag:
-            must_change = "digest_or_time"
-        else:
-            must_change = None
-        obj, moved = wait_running(module, name, res.before, must_change, written_at)
-        result.update(result_of(res, obj))
+            raise DkpError(not_offered_refusal(self.params["name"], offered))
+        return wanted
+
+    def before_delete(self, live):
+        # rollback: true just before deleting, so that the deletion rolls the module back to its release
+        return {"spec": {"rollback": True}} if self.params.get("rollback") else None
+
+    def present_result(self, res):
+        self.written_at = time.monotonic()  # DKP's reaction time counts from the write
+        return override_result(res.after)
+
+    def wait_present(self, res):
+        p = self.params
+        if not p["wait"]:
+            return None
+        obj, moved = wait_running(self.client, p["name"], res.before, must_change_after(res.before, res.after, p["renew"]),
+                                  self.written_at, p["wait_timeout"], p["wait_grace"], wait_for, WaitTimeout)
+        out = override_result(obj)
         if not moved:
-            spec_changed = (res.before or {}).get("spec") != (res.after or {}).get("spec")
-            result["changed"] = spec_changed
-            result["msg"] = ("Module %s already runs the newest digest of tag %s (%s, deployed %s): DKP found no new "
-                             "image, so nothing was redeployed"
-                             % (name, new_tag, result["image_digest"], result["updated_at"]))
-    return result
+            out["changed"] = (res.before or {}).get("spec") != (res.after or {}).get("spec")
+            out["msg"] = newest_digest_message(p["name"], (res.after.get("spec") or {}).get("imageTag"), obj)
+        return out
+
+    def wait_absent(self, res):
+        if self.params["wait"]:
+            wait_for(self.client, "ModulePullOverride", self.params["name"], timeout=self.params["wait_timeout"],
+                     **gone_rules())
 
 
 def main():
-    module = DkpModule(
+    ModulePullOverrideModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -262,8 +209,7 @@ def main():
             **dict(WAIT_ARG_SPEC, wait_timeout=dict(WAIT_ARG_SPEC["wait_timeout"], default=300))
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

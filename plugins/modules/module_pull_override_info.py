@@ -106,54 +106,39 @@ query_result:
   type: raw
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import InfoModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_pull_overrides import (
     gone_rules,
     override_summary,
     override_wait_rules,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import (
-    QUERY_ARG_SPEC,
-    apply_query,
-    compile_query,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
 
 
-def run(module):
-    params = module.params
-    name = params.get("name")
-    if name is not None and check_name(name):
-        raise DkpError(check_name(name))
-    if params.get("wait_for") and not name:
-        raise DkpError("wait_for waits on one override: set name")
-    query = compile_query(params.get("query"))
-    client = module.client
-    if params.get("wait_for") == "ready":
-        found = wait_for(client, "ModulePullOverride", name, timeout=params["wait_timeout"],
-                         **override_wait_rules(name, None, None, lambda: True, allow_missing=True))
-        items = [found]
-    elif params.get("wait_for") == "absent":
-        wait_for(client, "ModulePullOverride", name, timeout=params["wait_timeout"], **gone_rules())
-        items = []
-    elif name:
-        found = client.get("ModulePullOverride", name)
-        items = [found] if found else []
-    else:
-        items, _rv = client.list("ModulePullOverride")
-    summaries = sorted((override_summary(o) for o in items), key=lambda o: o["name"])
-    result = {"overrides": summaries}
-    if name:
-        result["override"] = summaries[0] if summaries else None
-    if query is not None:
-        result["query_result"] = apply_query(summaries, query)
-    return result
+class ModulePullOverrideInfo(InfoModule):
+    kind = "ModulePullOverride"
+    list_key = "overrides"
+    item_key = "override"
+    wait_noun = "override"
+
+    def name_error(self, name):
+        return check_name(name)
+
+    def wait(self, name):
+        if self.params["wait_for"] == "absent":
+            rules = gone_rules()
+        else:  # ready: the override may still be created
+            rules = override_wait_rules(name, None, None, lambda: True, allow_missing=True)
+        return wait_for(self.client, self.kind, name, timeout=self.params["wait_timeout"], **rules)
+
+    def summary(self, obj):
+        return override_summary(obj)
 
 
 def main():
-    module = DkpModule(
+    ModulePullOverrideInfo(
         argument_spec=dict(
             name=dict(type="str"),
             wait_for=dict(type="str", choices=["ready", "absent"]),
@@ -161,8 +146,7 @@ def main():
             **QUERY_ARG_SPEC
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

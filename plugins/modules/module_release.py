@@ -87,10 +87,10 @@ extends_documentation_fragment:
 """
 
 EXAMPLES = r"""
-- name: Approve console 1.2.3 (Manual update policy) and wait until it is deployed
+- name: Approve console 1.41.0 (Manual update policy) and wait until it is deployed
   deckhouse.platform.module_release:
     module: console
-    version: v1.2.3
+    version: v1.41.0
     action: approve
     wait: true
 
@@ -103,7 +103,7 @@ EXAMPLES = r"""
 
 - name: Deploy a release now, outside the update windows and without separate approval
   deckhouse.platform.module_release:
-    name: console-v1.2.4
+    name: console-v1.43.0
     action: apply_now
     wait: true
     wait_timeout: 900
@@ -170,114 +170,58 @@ method:
   type: str
 """
 
-import time
-
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name, module_summary
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import ResourceModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import module_summary
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases import (
-    check_release_name,
-    describe_candidates,
-    find_release,
-    module_error_tick,
-    module_ready_rules,
-    normalize_version,
     plan_action,
     release_summary,
-    release_wait_rules,
+    select_for_action,
+    validate_release_action,
+    wait_action_done,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import deep_merge, diff_view, ensure
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import deep_merge
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC, wait_for
 
 
-def validate(params):
-    """Refuse a task that cannot name one release, before anything is read or written."""
-    errors = []
-    if params.get("name"):
-        if params.get("module") or params.get("version") or params.get("release"):
-            errors.append("name selects the release on its own; remove module, version and release from the task")
-        elif check_release_name(params["name"]):
-            errors.append(check_release_name(params["name"]))
-    elif params.get("module"):
-        if check_name(params["module"]):
-            errors.append(check_name(params["module"]))
-        if params.get("version") is not None and params.get("release"):
-            errors.append("version and release both select the release; use one of them")
-        elif params.get("version") is None and not params.get("release") and params["action"] != "reinstall":
-            errors.append("with module, set version (for example 1.2.3) or release (deployed or pending)")
-        if params.get("version") is not None:
-            try:
-                normalize_version(params["version"])
-            except DkpError as e:
-                errors.append(e.msg)
-    else:
-        errors.append("set name (for example console-v1.2.3), or module with version or release")
-    if errors:
-        raise DkpError("; ".join(errors))
+class ModuleReleaseModule(ResourceModule):
+    """Annotates the release the task selects; a ModuleRelease is never created or deleted by a task."""
 
+    kind = "ModuleRelease"
+    creates = False
 
-def selection(params):
-    """(name, module, version, which) for find_release."""
-    which = params.get("release")
-    if params.get("module") and params.get("version") is None and not which:
-        which = "deployed"  # reinstall of the module's release
-    return params.get("name"), params.get("module"), params.get("version"), which
+    def validate(self):
+        validate_release_action(self.params)
 
+    def prepare(self):
+        release, self.releases, done = select_for_action(self.client, self.params)
+        if release is not None:
+            self.release_name = release["metadata"]["name"]
+            self.module_name = release_summary(release)["module"]
+        return done
 
-def wait_done(module, action, name, module_name):
-    """approve/apply_now: the release is Deployed. reinstall: DKP settled the request on the release, and only
-    after that the Module is Ready (so the Ready from before the reinstall does not count)."""
-    client, params = module.client, module.params
-    timeout, grace = params["wait_timeout"], params["wait_grace"]
-    started = time.monotonic()
-    if action != "reinstall":
-        release = wait_for(client, "ModuleRelease", name, timeout=timeout, grace=grace,
-                           **release_wait_rules(client, module_name, "deployed"))
-        return release, client.get("Module", module_name)
-    release = wait_for(client, "ModuleRelease", name, timeout=timeout, grace=grace,
-                       tick=module_error_tick(client, module_name, grace),
-                       **release_wait_rules(client, module_name, "reinstalled"))
-    mod = wait_for(client, "Module", module_name, timeout=max(1, timeout - (time.monotonic() - started)),
-                   grace=grace, **module_ready_rules(client, module_name, name))
-    return client.get("ModuleRelease", name) or release, mod
+    def identity(self):
+        return self.release_name, None
 
+    def missing(self, name):
+        return "ModuleRelease %s was deleted while the task ran" % name
 
-def run(module):
-    params = module.params
-    validate(params)
-    client = module.client
-    action = params["action"]
-    name, module_name, version, which = selection(params)
-    release, releases = find_release(client, name=name, module=module_name, version=version, which=which)
-    if release is None and action == "reinstall":
-        raise DkpError("Module %s has no Deployed release to reinstall. Its releases: %s"
-                       % (module_name, describe_candidates(releases)))
-    if release is None:
-        return {"changed": False, "method": "none", "release": None,
-                "msg": "Module %s has no %s release; nothing to %s"
-                       % (module_name, which.capitalize(), action.replace("_", " "))}
-    name = release["metadata"]["name"]
-    module_name = release_summary(release)["module"]
+    def desired(self, live):
+        return deep_merge(live, {"metadata": {"annotations": plan_action(self.params["action"], live, self.releases)}})
 
-    def desired(live):
-        if live is None:
-            raise DkpError("ModuleRelease %s was deleted while the task ran" % name)
-        return deep_merge(live, {"metadata": {"annotations": plan_action(action, live, releases)}})
+    def present_result(self, res):
+        return {"release": release_summary(res.after)}
 
-    res = ensure(client, "ModuleRelease", name, desired, check_mode=module.check_mode)
-    result = {"changed": res.changed, "method": res.method, "release": release_summary(res.after)}
-    if module.diff_mode and res.changed:
-        result["diff"] = diff_view(res.before, res.after)
-    module.result.update(result)  # survives a failed wait
-    if params["wait"] and not module.check_mode:
-        after, mod = wait_done(module, action, name, module_name)
-        result["release"] = release_summary(after)
-        result["module"] = module_summary(mod) if mod else None
-    return result
+    def wait_present(self, res):
+        p = self.params
+        if not p["wait"]:
+            return None
+        after, mod = wait_action_done(self.client, p["action"], self.release_name, self.module_name,
+                                      p["wait_timeout"], p["wait_grace"], wait_for)
+        return {"release": release_summary(after), "module": module_summary(mod) if mod else None}
 
 
 def main():
-    module = DkpModule(
+    ModuleReleaseModule(
         argument_spec=dict(
             name=dict(type="str"),
             module=dict(type="str"),
@@ -287,8 +231,7 @@ def main():
             **dict(WAIT_ARG_SPEC, wait_timeout=dict(WAIT_ARG_SPEC["wait_timeout"], default=600))
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

@@ -87,10 +87,10 @@ EXAMPLES = r"""
     phase: [Pending]
   register: pending
 
-- name: Wait until the registry scan has created console 1.3.0
+- name: Wait until the registry scan has created console 1.41.0
   deckhouse.platform.module_release_info:
     module: console
-    version: 1.3.0
+    version: 1.41.0
     wait_for: pending
     wait_timeout: 600
 
@@ -171,83 +171,53 @@ modules:
   type: dict
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import (
-    QUERY_ARG_SPEC,
-    apply_query,
-    compile_query,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import InfoModule
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_releases import (
     RELEASE_PHASES,
-    check_release_name,
-    find_release,
-    parse_release_name,
     list_module_releases,
     module_release_state,
-    normalize_version,
+    release_module,
     release_summary,
-    release_wait_rules,
+    selected_release,
     sort_releases,
+    validate_release_query,
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
 
 
-def validate(params):
-    errors = []
-    if params.get("name"):
-        if params.get("module") or params.get("version"):
-            errors.append("name selects one release on its own; remove module and version from the task")
-        elif check_release_name(params["name"]):
-            errors.append(check_release_name(params["name"]))
-    if params.get("module") and check_name(params["module"]):
-        errors.append(check_name(params["module"]))
-    if params.get("version") is not None:
-        if not params.get("module"):
-            errors.append("version selects a release of module: set module too")
-        try:
-            normalize_version(params["version"])
-        except DkpError as e:
-            errors.append(e.msg)
-    if params.get("wait_for") and not (params.get("name") or (params.get("module") and params.get("version"))):
-        errors.append("wait_for waits on one release: set name, or module and version")
-    if errors:
-        raise DkpError("; ".join(errors))
+class ModuleReleaseInfo(InfoModule):
+    """The releases of one module (or of all), filtered by phase; `modules` and `release` beside them."""
 
+    kind = "ModuleRelease"
+    list_key = "releases"
 
-def run(module):
-    params = module.params
-    validate(params)
-    query = compile_query(params.get("query"))
-    client = module.client
-    selected = None
-    if params.get("name") or params.get("version") is not None:
-        name = params.get("name") or "%s-v%s" % (params["module"], normalize_version(params["version"]))
-        if params.get("wait_for"):
-            module_name = params.get("module")
-            if not module_name:
-                release = client.get("ModuleRelease", name)
-                module_name = release_summary(release)["module"] if release else parse_release_name(name)[0]
-            selected = wait_for(client, "ModuleRelease", name, timeout=params["wait_timeout"],
-                                **release_wait_rules(client, module_name, params["wait_for"]))
-        else:
-            selected, _siblings = find_release(client, name=params.get("name"), module=params.get("module"),
-                                               version=params.get("version"))
-    module_name = params.get("module") or (release_summary(selected)["module"] if selected else None)
-    releases = list_module_releases(client, module_name)
-    phases = params.get("phase") or RELEASE_PHASES
-    summaries = [release_summary(r) for r in sort_releases(releases)]
-    result = {"releases": [s for s in summaries if s["phase"] in phases], "modules": module_release_state(releases)}
-    if selected is not None:
-        result["release"] = release_summary(selected)
-    if query is not None:
-        result["query_result"] = apply_query(result["releases"], query)
-    return result
+    def validate(self):
+        validate_release_query(self.params)
+
+    def read(self):
+        self.selected = selected_release(self.client, self.params, wait_for)
+        module_name = self.params.get("module") or (release_module(self.selected) if self.selected else None)
+        return list_module_releases(self.client, module_name)
+
+    def order(self, objs):
+        return sort_releases(objs)
+
+    def summary(self, obj):
+        return release_summary(obj)
+
+    def keep(self, summary):
+        return summary["phase"] in (self.params.get("phase") or RELEASE_PHASES)
+
+    def extra(self, objs):
+        out = {"modules": module_release_state(objs)}  # from every release, whatever the phase filter
+        if self.selected is not None:
+            out["release"] = release_summary(self.selected)
+        return out
 
 
 def main():
-    module = DkpModule(
+    ModuleReleaseInfo(
         argument_spec=dict(
             name=dict(type="str"),
             module=dict(type="str"),
@@ -258,8 +228,7 @@ def main():
             **QUERY_ARG_SPEC
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

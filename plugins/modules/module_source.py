@@ -189,80 +189,69 @@ method:
   type: str
 """
 
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import ResourceModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import diff_view, ensure, ensure_absent
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources import (
     DOCKER_CFG_PATH,
-    build_docker_config,
+    derived_secret_values,
     desired_object,
-    is_deckhouse_owned,
-    registry_host,
+    owned_deletion_refusal,
     scan_interval_warning,
     source_gone_rules,
     source_modules,
-    source_secret_values,
     source_summary,
     source_wait_rules,
     validate,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_sources as _sources
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WAIT_ARG_SPEC, wait_for
 
-# Moved to dkp_sources (the wait rules use them); kept importable from here for existing callers and tests.
-parse_time = _sources.parse_time
-write_time = _sources.write_time
 
+class ModuleSourceModule(ResourceModule):
+    kind = "ModuleSource"
+    secret_paths = (DOCKER_CFG_PATH,)
 
-def mask_derived_secrets(module, params, *sources):
-    """Register values derived from the no_log credentials (the dockerCfg built from them, the dockerCfg
-    of `sources` and the credentials inside) as no_log, so Ansible masks them should any message carry them."""
-    secrets = [value for source in sources for value in source_secret_values(source)]
-    if params.get("registry_username") is not None and params.get("repo"):
-        secrets.append(build_docker_config(registry_host(params["repo"]), params["registry_username"],
-                                           params["registry_password"]))
-    for secret in secrets:
-        module.no_log(secret)
+    def mask(self, *sources):
+        for secret in derived_secret_values(self.params, *sources):
+            self.no_log(secret)
 
+    def validate(self):
+        validate(self.params)
+        warning = scan_interval_warning(self.params.get("scan_interval"))
+        if warning:
+            self.warn(warning)
 
-def run(module):
-    params = module.params
-    validate(params)
-    warning = scan_interval_warning(params.get("scan_interval"))
-    if warning:
-        module.warn(warning)
-    client = module.client
-    name = params["name"]
-    if params["state"] == "absent":
-        if is_deckhouse_owned(client.get("ModuleSource", name)):
-            raise DkpError("ModuleSource %s is managed by Deckhouse (label heritage: deckhouse) and cannot be "
-                           "deleted" % name)
-        res = ensure_absent(client, "ModuleSource", name, check_mode=module.check_mode)
-        result = {"changed": res.changed, "method": res.method}
-        if module.diff_mode and res.changed:
-            result["diff"] = diff_view(res.before, None, secret_paths=[DOCKER_CFG_PATH])
-        if params["wait"] and res.changed and not module.check_mode:
-            module.result.update(result)
-            wait_for(client, "ModuleSource", name, timeout=params["wait_timeout"], **source_gone_rules())
-        return result
+    def prepare(self):
+        if self.params["state"] != "absent":
+            self.mask()
 
-    mask_derived_secrets(module, params)
-    res = ensure(client, "ModuleSource", name, lambda live: desired_object(params, live), check_mode=module.check_mode)
-    mask_derived_secrets(module, params, res.before, res.after)
-    result = {"changed": res.changed, "method": res.method, "source": source_summary(res.after),
-              "modules": source_modules(res.after)}
-    if module.diff_mode and res.changed:
-        result["diff"] = diff_view(res.before, res.after, secret_paths=[DOCKER_CFG_PATH])
-    module.result.update(result)  # survives a failed wait
-    if params["wait"] and not module.check_mode:
-        synced = wait_for(client, "ModuleSource", name, timeout=params["wait_timeout"], grace=params["wait_grace"],
+    def desired(self, live):
+        return desired_object(self.params, live)
+
+    def before_delete(self, live):
+        refusal = owned_deletion_refusal(live)
+        if refusal:
+            raise DkpError(refusal)
+
+    def present_result(self, res):
+        self.mask(res.before, res.after)
+        return {"source": source_summary(res.after), "modules": source_modules(res.after)}
+
+    def wait_present(self, res):
+        p = self.params
+        if not p["wait"]:
+            return None
+        synced = wait_for(self.client, "ModuleSource", p["name"], timeout=p["wait_timeout"], grace=p["wait_grace"],
                           **source_wait_rules(res.before, res.after, res.changed))
-        result.update(source=source_summary(synced), modules=source_modules(synced))
-    return result
+        return {"source": source_summary(synced), "modules": source_modules(synced)}
+
+    def wait_absent(self, res):
+        if self.params["wait"]:
+            wait_for(self.client, "ModuleSource", self.params["name"], timeout=self.params["wait_timeout"],
+                     **source_gone_rules())
 
 
 def main():
-    module = DkpModule(
+    ModuleSourceModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -278,8 +267,7 @@ def main():
         mutually_exclusive=[("docker_config", "registry_username"), ("docker_config", "registry_password")],
         required_together=[("registry_username", "registry_password")],
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

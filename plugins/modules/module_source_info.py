@@ -139,14 +139,9 @@ query_result:
   type: raw
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import InfoModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import (
-    QUERY_ARG_SPEC,
-    apply_query,
-    compile_query,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources import (
     source_info_summary,
     source_secret_values,
@@ -155,37 +150,27 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources imp
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import wait_for
 
 
-def run(module):
-    params = module.params
-    name = params.get("name")
-    if name is not None and check_name(name, "ModuleSource name"):
-        raise DkpError(check_name(name, "ModuleSource name"))
-    if params.get("wait_for") and not name:
-        raise DkpError("wait_for waits on one source: set name")
-    query = compile_query(params.get("query"))
-    client = module.client
-    if params.get("wait_for"):
-        found = wait_for(client, "ModuleSource", name, timeout=params["wait_timeout"], **source_wait_rules())
-        items = [found] if found else []
-    elif name:
-        found = client.get("ModuleSource", name)
-        items = [found] if found else []
-    else:
-        items, _rv = client.list("ModuleSource")
-    for item in items:  # masked wherever they might surface
-        for secret in source_secret_values(item):
-            module.no_log(secret)
-    summaries = sorted((source_info_summary(s) for s in items), key=lambda s: s["name"])
-    result = {"sources": summaries}
-    if name:
-        result["source"] = summaries[0] if summaries else None
-    if query is not None:
-        result["query_result"] = apply_query(summaries, query)
-    return result
+class ModuleSourceInfo(InfoModule):
+    kind = "ModuleSource"
+    list_key = "sources"
+    item_key = "source"
+    wait_noun = "source"
+
+    def name_error(self, name):
+        return check_name(name, "ModuleSource name")
+
+    def wait(self, name):
+        return wait_for(self.client, self.kind, name, timeout=self.params["wait_timeout"], **source_wait_rules())
+
+    def secrets(self, obj):
+        return source_secret_values(obj)
+
+    def summary(self, obj):
+        return source_info_summary(obj)
 
 
 def main():
-    module = DkpModule(
+    ModuleSourceInfo(
         argument_spec=dict(
             name=dict(type="str"),
             wait_for=dict(type="str", choices=["synced"]),
@@ -193,8 +178,7 @@ def main():
             **QUERY_ARG_SPEC
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

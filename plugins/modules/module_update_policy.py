@@ -85,9 +85,9 @@ EXAMPLES = r"""
     name: console
     update_policy: night-updates
 
-- name: Remove a policy
+- name: Remove a policy (DKP refuses while a ModuleConfig uses it)
   deckhouse.platform.module_update_policy:
-    name: night-updates
+    name: manual-stable
     state: absent
 """
 
@@ -106,14 +106,8 @@ method:
   type: str
 """
 
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import ResourceModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import (
-    diff_view,
-    ensure,
-    ensure_absent,
-    strip_server_fields,
-)
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_update_policies import (
     CHANNELS,
     MODES,
@@ -125,34 +119,29 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_update_poli
 )
 
 
-def run(module):
-    params = module.params
-    validate(params)
-    client = module.client
-    name = params["name"]
-    if params["state"] == "absent":
-        if client.get("ModuleUpdatePolicy", name) is not None:
-            configs = configs_using_policy(client, name)
-            if configs:
-                raise DkpError(in_use_refusal(name, configs), module_configs=configs)
-        res = ensure_absent(client, "ModuleUpdatePolicy", name, check_mode=module.check_mode)
-        result = {"changed": res.changed, "method": res.method}
-        if module.diff_mode and res.changed:
-            result["diff"] = diff_view(res.before, None)
-        return result
-    refusal = lts_refusal(client, params)
-    if refusal:
-        raise DkpError(refusal)
-    res = ensure(client, "ModuleUpdatePolicy", name, lambda live: desired_object(params, live),
-                 check_mode=module.check_mode)
-    result = {"changed": res.changed, "method": res.method, "policy": strip_server_fields(res.after)}
-    if module.diff_mode and res.changed:
-        result["diff"] = diff_view(res.before, res.after)
-    return result
+class ModuleUpdatePolicyModule(ResourceModule):
+    kind = "ModuleUpdatePolicy"
+    result_key = "policy"
+
+    def validate(self):
+        validate(self.params)
+
+    def prepare(self):
+        refusal = lts_refusal(self.client, self.params) if self.params["state"] != "absent" else None
+        if refusal:
+            raise DkpError(refusal)
+
+    def desired(self, live):
+        return desired_object(self.params, live)
+
+    def before_delete(self, live):
+        configs = configs_using_policy(self.client, self.params["name"]) if live is not None else []
+        if configs:
+            raise DkpError(in_use_refusal(self.params["name"], configs), module_configs=configs)
 
 
 def main():
-    module = DkpModule(
+    ModuleUpdatePolicyModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
             state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -162,8 +151,7 @@ def main():
             windows=dict(type="raw"),
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

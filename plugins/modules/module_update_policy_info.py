@@ -17,7 +17,7 @@ description:
   - Returns one C(deckhouse.io/v1alpha2) ModuleUpdatePolicy (O(name)) or all of them, as summaries with the
     release channel, update mode and windows, and the ModuleConfigs whose C(spec.updatePolicy) names each policy
     (a policy in use cannot be deleted).
-  - A policy has no status in DKP, so there is nothing to wait for; use
+  - A policy has no status in DKP, so O(wait_for) can only wait for it to exist or to be gone; use
     M(deckhouse.platform.module_release_info) to wait for what a policy lets through.
 author: deckhouse.platform contributors (@deckhouse)
 options:
@@ -27,6 +27,7 @@ options:
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.query
+  - deckhouse.platform.wait.PRESENCE
   - deckhouse.platform.attributes
   - deckhouse.platform.attributes.READ_ONLY
 """
@@ -84,52 +85,42 @@ query_result:
   type: raw
 """
 
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import InfoModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import check_name
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import (
-    QUERY_ARG_SPEC,
-    apply_query,
-    compile_query,
-)
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_query import QUERY_ARG_SPEC
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_update_policies import policy_summary, users_by_policy
 
 
-def run(module):
-    params = module.params
-    name = params.get("name")
-    if name is not None and check_name(name, "ModuleUpdatePolicy name"):
-        raise DkpError(check_name(name, "ModuleUpdatePolicy name"))
-    query = compile_query(params.get("query"))
-    client = module.client
-    if name:
-        found = client.get("ModuleUpdatePolicy", name)
-        items = [found] if found else []
-    else:
-        items, _rv = client.list("ModuleUpdatePolicy")
-    used = users_by_policy(client) if items else {}
-    summaries = []
-    for item in sorted(items, key=lambda p: p["metadata"]["name"]):
-        summary = policy_summary(item)
-        summary["used_by"] = used.get(summary["name"], [])
-        summaries.append(summary)
-    result = {"policies": summaries}
-    if name:
-        result["policy"] = summaries[0] if summaries else None
-    if query is not None:
-        result["query_result"] = apply_query(summaries, query)
-    return result
+class ModuleUpdatePolicyInfo(InfoModule):
+    kind = "ModuleUpdatePolicy"
+    list_key = "policies"
+    item_key = "policy"
+
+    def name_error(self, name):
+        return check_name(name, "ModuleUpdatePolicy name")
+
+    def read(self):
+        items = super().read()
+        self.used = users_by_policy(self.client) if items else {}  # one list of ModuleConfigs for all policies
+        return items
+
+    def summary(self, obj):
+        return dict(policy_summary(obj), used_by=self.used.get(obj["metadata"]["name"], []))
+
+    def wait(self, name):
+        return self.wait_presence(name)
 
 
 def main():
-    module = DkpModule(
+    ModuleUpdatePolicyInfo(
         argument_spec=dict(
             name=dict(type="str"),
+            wait_for=dict(type="str", choices=["present", "absent"]),
+            wait_timeout=dict(type="int", default=300),
             **QUERY_ARG_SPEC
         ),
         supports_check_mode=True,
-    )
-    module.run(lambda: run(module))
+    ).main()
 
 
 if __name__ == "__main__":

@@ -141,6 +141,23 @@ options:
         (typically with O(wait=false)). Lets a later task wait for that write without taking the state from
         before it as done. Ignored when this task writes itself.
     type: dict
+  settle:
+    description:
+      - With O(wait), once the switch is complete also wait until Deckhouse has settled - a switch restarts
+        Deckhouse, which then replays its startup queue. C(module_ready) - the Module C(registry) is enabled and
+        Ready; C(queue_empty) - Deckhouse's queue has drained (a failing task fails at once). What was found is in
+        RV(settled); a check that does not pass fails the task (the write is still reported as a change).
+      - Lets a runbook verify a switch in the same task, without another module call.
+    type: list
+    elements: str
+    choices: [module_ready, queue_empty]
+    default: []
+    version_added: 0.2.0
+  settle_timeout:
+    description: Seconds, for all O(settle) checks together; greater than 0.
+    type: int
+    default: 300
+    version_added: 0.2.0
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
@@ -151,13 +168,6 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Switch to Direct with a license and wait, printing every condition change
-  deckhouse.platform.registry_mode:
-    mode: Direct
-    images_repo: registry.deckhouse.io/deckhouse/ee
-    license: "{{ dkp_license }}"
-    wait: true
-
 - name: Proxy with a one-day cache
   deckhouse.platform.registry_mode:
     mode: Proxy
@@ -167,7 +177,14 @@ EXAMPLES = r"""
     wait: true
     wait_timeout: 3600
 
-- name: Write now, wait in a later task
+- name: Switch to Direct with a license and wait, printing every condition change
+  deckhouse.platform.registry_mode:
+    mode: Direct
+    images_repo: registry.deckhouse.io/deckhouse/ee
+    license: "{{ dkp_license }}"
+    wait: true
+
+- name: Write now, wait in a later task (Local from Direct; DKP refuses Proxy to Local)
   deckhouse.platform.registry_mode:
     mode: Local
   register: registry_write
@@ -231,6 +248,16 @@ evidence:
   description: How the wait told the state of this write from an older one (see the description).
   returned: when wait is true
   type: str
+settled:
+  description:
+    - One entry per O(settle) check - C(passed), C(message), C(details) (as in
+      M(deckhouse.platform.registry_switch_preflight)'s RV(deckhouse.platform.registry_switch_preflight#module:checks)).
+  returned: when wait is true and settle is set, and the switch completed
+  type: dict
+settle_duration:
+  description: Seconds the O(settle) checks took.
+  returned: when wait is true and settle is set, and the switch completed
+  type: float
 timings:
   description: Per condition, seconds after the start when it was first reported and when it became True.
   returned: when wait is true
@@ -252,6 +279,8 @@ diff:
   returned: in diff mode, when changed
   type: dict
 """
+
+import time
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import ApiError, DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
@@ -412,6 +441,14 @@ def run(module):
         if error is not None:
             extra = {k: v for k, v in error.details.items() if k not in result}
             raise type(error)(error.msg, **dict(result, **extra))
+        if params["settle"]:
+            from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_gates import settle, settle_failure
+
+            started = time.monotonic()
+            result["settled"], failed = settle(client, params["settle"], params["settle_timeout"])
+            result["settle_duration"] = round(time.monotonic() - started, 1)
+            if failed:
+                raise DkpError(settle_failure(mode, result["settled"], failed), **result)
     return result
 
 
@@ -438,9 +475,11 @@ def main():
             wait_timeout=dict(type="int", default=1800),
             images_wait_timeout=dict(type="int", default=3600),
             baseline=dict(type="dict"),
+            settle=dict(type="list", elements="str", choices=["module_ready", "queue_empty"], default=[]),
+            settle_timeout=dict(type="int", default=300),
         ),
         supports_check_mode=True,
-        positive_params=("images_wait_timeout",),
+        positive_params=("images_wait_timeout", "settle_timeout"),
         required_one_of=[("mode", "settings")],
         mutually_exclusive=[("settings", name) for name in ("mode", "images_repo", "scheme", "license", "username",
                                                             "password", "ca", "image_check_mode", "ttl", "from_current")],

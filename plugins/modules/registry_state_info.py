@@ -148,6 +148,18 @@ transition_error:
   returned: always
   type: str
   sample: mode transition from Proxy to Local not supported
+containerd_blocked:
+  description:
+    - When condition C(ContainerdConfigPreflightReady) is C(False) because nodes carry custom containerd registry
+      configuration (containerd v1, C(/etc/containerd/conf.d/*.toml)) - what it says, on one line; else null.
+    - DKP waits at that step until an operator moves that configuration to
+      C(/etc/containerd/registry.d/<registry host>/hosts.toml) (a NodeGroupConfiguration) and deletes the old files,
+      so any registry change stops there - M(deckhouse.platform.registry_mode)'s wait fails at once on it.
+    - It is read from the current state; it may be left over from before a later registry change.
+  returned: always
+  type: str
+  version_added: 0.2.0
+  sample: "node master-0: custom containerd configuration found in /etc/containerd/conf.d/registry.toml"
 message:
   description: One line describing the state.
   returned: always

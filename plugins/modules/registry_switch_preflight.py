@@ -36,7 +36,8 @@ description:
     C(module_ready) are not run (reported with C(skipped=true)); a busy queue during a switch is normal.
   - Every check runs even when an earlier one fails; the task then fails with every blocker listed, each with
     what to do about it (use C(failed_when=false) to report instead).
-  - Read-only (the dry-run writes nothing); runs unchanged in check mode.
+  - Read-only (the dry-run writes nothing; with O(run_lock) the lock's Lease is the one write); runs unchanged in
+    check mode.
 author: deckhouse.platform contributors (@deckhouse)
 options:
   checks:
@@ -116,6 +117,46 @@ options:
         Unmanaged mode). V(false) makes such a switch a blocker; unset, the gate is only reported in
         RV(restart_gate) (the behaviour of the old C(preflight) name).
     type: bool
+  run_lock:
+    description:
+      - Take the cluster's run lock (the Lease of M(deckhouse.platform.run_lock)) before anything is read, so a
+        runbook needs no task of its own for it. A lock held by another run fails the task at once (or after
+        O(run_lock.max_wait)) naming the holder; nothing else is checked then.
+      - When the preflight then fails (a blocker or an error), the lock is released again before the task fails
+        - nothing was written. When it passes, RV(lock) names the holder; release it with
+        M(deckhouse.platform.run_lock) (O(deckhouse.platform.run_lock#module:state=released)) when the run ends.
+      - The Lease is the only write of this module; it is not reported as a change. In check mode nothing is
+        written; C(would) in RV(lock) says what a real run would do.
+    type: dict
+    version_added: 0.2.0
+    suboptions:
+      name:
+        description: Name of the Lease.
+        type: str
+        default: deckhouse-platform-runbook
+      namespace:
+        description: Namespace of the Lease.
+        type: str
+        default: d8-system
+      job_id:
+        description: The AWX job id, part of the holder's identity (see M(deckhouse.platform.run_lock)).
+        type: str
+      purpose:
+        description: What the run does, kept in the Lease for whoever finds it held.
+        type: str
+      lease_duration:
+        description: Seconds the lock stays valid without renewal (a killed run frees it after that).
+        type: int
+        default: 900
+      max_wait:
+        description: Seconds to wait for a lock held by another run; V(0) fails at once naming the holder.
+        type: int
+        default: 0
+        aliases: [wait_timeout]
+      break_lock:
+        description: Take over a lock held by another run (that run is gone, e.g. a killed AWX job).
+        type: bool
+        default: false
 extends_documentation_fragment:
   - deckhouse.platform.connection
   - deckhouse.platform.attributes
@@ -221,9 +262,13 @@ state:
   description: The registry-state summary now (see M(deckhouse.platform.registry_state_info)).
   returned: when target_mode is set
   type: dict
+lock:
+  description:
+    - The run lock (as M(deckhouse.platform.run_lock) returns it) - C(acquired), C(holder), C(lease); after a
+      failed preflight C(released). In check mode C(would) (acquire, renew, break, wait or fail).
+  returned: when run_lock is set
+  type: dict
 """
-
-import time
 
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import (
@@ -232,11 +277,12 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client impo
     DkpError,
     UnreachableError,
 )
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_modules import describe_module, module_summary
-from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_queue import (
-    describe_failing,
-    describe_queue,
-    read_queue,
+from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_lock
+from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_gates import (
+    check_control_plane,
+    check_module,
+    check_queue,
+    result,
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import (
     DECKHOUSE_CONFIG,
@@ -263,94 +309,6 @@ FATAL = (AuthError, UnreachableError)
 
 
 CHECKS = ("control_plane_ready", "queue_empty", "module_ready", "registry_transition")
-CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
-
-
-def result(passed, message, **details):
-    return {"passed": passed, "message": message, "details": details}
-
-
-def node_facts(node):
-    ready = {}
-    for cond in (node.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            ready = cond
-    return {"name": node["metadata"]["name"], "ready": ready.get("status") == "True",
-            "ready_reason": ready.get("reason"), "ready_message": ready.get("message"),
-            "schedulable": not (node.get("spec") or {}).get("unschedulable", False)}
-
-
-def evaluate_nodes(nodes, label):
-    """The control_plane_ready verdict for a list of node objects (pure)."""
-    if not nodes:
-        return result(False, "no control-plane nodes found (no node labelled %s): cannot check the masters"
-                      % " or ".join(CONTROL_PLANE_LABELS), nodes=[])
-    facts = sorted((node_facts(n) for n in nodes), key=lambda f: f["name"])
-    problems = []
-    for f in facts:
-        if not f["ready"]:
-            why = ": %s" % (f["ready_message"] or f["ready_reason"]) if (f["ready_message"] or f["ready_reason"]) else ""
-            problems.append("%s is NotReady%s: bring it back (check kubelet and containerd on it) before switching"
-                            % (f["name"], why))
-        if not f["schedulable"]:
-            problems.append("%s is cordoned (SchedulingDisabled): uncordon it (d8 k uncordon %s) or finish its "
-                            "maintenance first" % (f["name"], f["name"]))
-    if problems:
-        return result(False, "; ".join(problems), label=label, nodes=facts)
-    return result(True, "%d control-plane node(s) Ready and schedulable: %s"
-                  % (len(facts), ", ".join(f["name"] for f in facts)), label=label, nodes=facts)
-
-
-def check_control_plane(client, params):
-    for label in CONTROL_PLANE_LABELS:
-        nodes, _rv = client.list("Node", label_selector=label)
-        if nodes:
-            return evaluate_nodes(nodes, label)
-    return evaluate_nodes([], None)
-
-
-def check_queue(client, params, sleep=time.sleep, clock=time.monotonic):
-    wait = max(0, params["queue_wait_timeout"])
-    deadline = clock() + wait
-    while True:
-        queue, leader = read_queue(client, timeout=params["leader_wait_timeout"])
-        details = {"total_tasks": queue["total_tasks"], "failing_tasks": queue["failing_tasks"],
-                   "active_queues": [{"name": q["name"], "tasks_count": q["tasks_count"]} for q in queue["active_queues"]],
-                   "leader": leader["name"]}
-        if queue["failing_tasks"]:
-            return result(False, "Deckhouse's queue has %d failing task(s): %s. They do not drain by themselves: fix "
-                          "the cause (d8 system queue list; the module's logs) before switching"
-                          % (len(queue["failing_tasks"]), describe_failing(queue)), **details)
-        if queue["empty"]:
-            return result(True, "Deckhouse's queue is empty", **details)
-        if clock() >= deadline:
-            waited = " after waiting %ss" % wait if wait else ""
-            return result(False, "Deckhouse's queue is not empty%s: %s. Wait until it drains (d8 system queue list), "
-                          "or raise queue_wait_timeout" % (waited, describe_queue(queue)), **details)
-        sleep(min(3.0, max(0.0, deadline - clock())))
-
-
-def check_module(client, params):
-    name = params["module_name"]
-    module = client.get("Module", name)
-    if module is not None and params.get("module_wait_timeout") and not module_summary(module)["ready"]:
-        from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_wait
-        try:
-            module = dkp_wait.wait_for(client, "Module", name, lambda m: m is not None and module_summary(m)["ready"],
-                                       params["module_wait_timeout"], describe=describe_module)
-        except dkp_wait.WaitTimeout:
-            module = client.get("Module", name)
-    if module is None:
-        return result(False, "Module %s does not exist: this DKP version has no %s module" % (name, name), module=None)
-    s = module_summary(module)
-    details = {"phase": s["phase"], "enabled": s["enabled"], "ready": s["ready"], "conditions": s["conditions"]}
-    if not s["enabled"]:
-        return result(False, "Module %s is disabled: enable it (ModuleConfig %s, spec.enabled: true; "
-                      "deckhouse.platform.module_config) and wait until it is Ready" % (name, name), **details)
-    if not s["ready"]:
-        return result(False, "Module %s is not Ready (%s): wait until it is Ready, or fix what its conditions say"
-                      % (name, describe_module(module)), **details)
-    return result(True, "Module %s is Ready" % name, **details)
 
 
 def evaluate_transition(state, live_settings, target, configurable=True, via=None):
@@ -478,13 +436,59 @@ def plan_switch(client, params, config, state, checks):
 
 
 RUNNERS = {
-    "control_plane_ready": check_control_plane,
-    "queue_empty": check_queue,
-    "module_ready": check_module,
+    "control_plane_ready": lambda client, p: check_control_plane(client),
+    "queue_empty": lambda client, p: check_queue(client, p["queue_wait_timeout"], p["leader_wait_timeout"]),
+    "module_ready": lambda client, p: check_module(client, p["module_name"], p["module_wait_timeout"]),
 }
 
 
+def take_lock(module, spec):
+    """The run lock (options of M(deckhouse.platform.run_lock)) before anything is read: a run that is not
+    alone stops here. Check mode only reports what a real run would do."""
+    holder = dkp_lock.default_holder(spec.get("job_id"))
+    lock = dkp_lock.acquire(module.client, spec["name"], holder, spec["lease_duration"], spec["max_wait"],
+                            namespace=spec["namespace"], purpose=spec.get("purpose"), check_mode=module.check_mode,
+                            break_lock=spec["break_lock"])
+    broken = lock.get("broken_from")
+    if broken:
+        module.warn("Run lock Lease %s/%s taken over (break_lock) from %s, which held it since %s" % (
+            spec["namespace"], spec["name"], broken["holder"], broken["since"]))
+    # the Lease is the run's own bookkeeping, not a change of the cluster
+    lock["changed"] = False
+    return lock
+
+
+def release_lock(module, spec, lock):
+    try:
+        freed = dkp_lock.release(module.client, spec["name"], lock["holder"], namespace=spec["namespace"])
+    except DkpError as e:  # the Lease then expires by itself; the refusal is what the run must see
+        return dict(lock, released=False, release_error=e.msg)
+    return dict(lock, acquired=False, released=freed.get("released", False))
+
+
 def run(module):
+    spec = module.params.get("run_lock")
+    if not spec:
+        return run_checks(module)
+    try:
+        dkp_lock.check_name(spec["name"], spec["namespace"])
+        dkp_lock.check_ttl(spec["lease_duration"], spec["max_wait"])
+    except DkpError as e:
+        raise DkpError("run_lock: %s" % e.msg)
+    lock = take_lock(module, spec)
+    if not lock.get("acquired"):
+        return dict(run_checks(module), lock=lock)
+    try:
+        out = run_checks(module)
+    except DkpError as e:
+        # nothing was written: the lock goes back at once, so the next run need not wait for its expiry
+        e.details["lock"] = release_lock(module, spec, lock)
+        raise
+    out["lock"] = lock
+    return out
+
+
+def run_checks(module):
     params = module.params
     names = []
     for name in params["checks"]:
@@ -550,6 +554,15 @@ def main():
             ttl=dict(type="str", no_log=False),
             dry_run=dict(type="bool", default=True),
             confirm_restart=dict(type="bool"),
+            run_lock=dict(type="dict", options=dict(
+                name=dict(type="str", default=dkp_lock.DEFAULT_NAME),
+                namespace=dict(type="str", default=dkp_lock.DEFAULT_NAMESPACE),
+                job_id=dict(type="str"),
+                purpose=dict(type="str"),
+                lease_duration=dict(type="int", default=dkp_lock.DEFAULT_TTL),
+                max_wait=dict(type="int", default=0, aliases=["wait_timeout"]),
+                break_lock=dict(type="bool", default=False),
+            )),
         ),
         supports_check_mode=True,
         non_negative_params=("queue_wait_timeout", "leader_wait_timeout", "module_wait_timeout"),

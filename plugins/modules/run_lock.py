@@ -106,6 +106,8 @@ EXAMPLES = r"""
     - name: Switch
       deckhouse.platform.registry_mode:
         mode: Proxy
+        images_repo: registry.deckhouse.io/deckhouse/ee
+        license: "{{ dkp_license }}"
         wait: true
     - name: Renew before the next long step
       deckhouse.platform.run_lock:

@@ -11,8 +11,10 @@ A "false" confirmation must refuse before any write: the audit log shows no writ
 from __future__ import annotations
 
 import pathlib
+import time
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 from awx_runner import run_job, secret_forms, service_account_credential
 from dkp_audit import our_writes
@@ -116,15 +118,49 @@ def assert_failed(job):
         job.status, job.rc, job.stdout[-4000:])
 
 
-# -- the module runbooks, one sequence on a fresh simulator -------------------------------------------------
+# -- the module runbooks, each on a fresh simulator (no test relies on what an earlier one left) -------------
 
 
-@pytest.fixture(scope="module")
-def module_cluster(simulator, credential, kube):
-    simulator.reset()
+@pytest.fixture
+def module_cluster(fresh_simulator, credential, kube):
     clear_lock(kube)
-    yield simulator
-    simulator.reset()
+    yield fresh_simulator
+    fresh_simulator.reset()
+
+
+def wait_until(predicate, what, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except ApiException as e:  # not created yet
+            if e.status != 404:
+                raise
+        time.sleep(0.5)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+@pytest.fixture
+def hello_world(module_cluster, api):
+    """hello-world enabled from ModuleSource `example` and Ready: what test_module_enable_survey_strings makes
+    through AWX, made here with the admin client so that the tests that need it run in any order."""
+    api.create_cluster_custom_object("deckhouse.io", "v1alpha1", "modulesources", {
+        "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleSource", "metadata": {"name": "example"},
+        "spec": {"registry": {"repo": "registry.example.com/deckhouse/modules"}}})
+    wait_until(lambda: "example" in ((api.get_cluster_custom_object("deckhouse.io", "v1alpha1", "modules",
+                                                                    "hello-world").get("properties") or {})
+                                     .get("availableSources") or []), "ModuleSource example to offer hello-world")
+    api.create_cluster_custom_object("deckhouse.io", "v1alpha1", "moduleconfigs", {
+        "apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": "hello-world"},
+        "spec": {"enabled": True, "source": "example"}})
+
+    def ready():
+        status = api.get_cluster_custom_object("deckhouse.io", "v1alpha1", "modules", "hello-world").get("status") or {}
+        return status.get("phase") == "Ready" and any(
+            c.get("type") == "IsReady" and c.get("status") == "True" for c in status.get("conditions") or [])
+    wait_until(ready, "module hello-world to be Ready")
+    return module_cluster
 
 
 def test_module_enable_survey_strings(module_cluster, credential, jobs, dkp_cluster, kube, api):
@@ -171,7 +207,7 @@ def test_module_enable_survey_strings(module_cluster, credential, jobs, dkp_clus
     assert our_writes(dkp_cluster, mark) == []
 
 
-def test_module_dev_override_survey_strings(module_cluster, credential, jobs, kube):
+def test_module_dev_override_survey_strings(hello_world, credential, jobs, kube):
     answers = {"module_dev_override_module": "hello-world", "module_dev_override_image_tag": "pr-42",
                "module_dev_override_scan_interval": "30s", "module_dev_override_rollback": "true",
                "module_dev_override_renew": "false", "module_dev_override_wait_timeout": "180"}
@@ -188,7 +224,7 @@ def test_module_dev_override_survey_strings(module_cluster, credential, jobs, ku
     assert_no_secret_in_artifacts(gone, credential)
 
 
-def test_module_reinstall_survey_strings(module_cluster, credential, jobs, dkp_cluster):
+def test_module_reinstall_survey_strings(hello_world, credential, jobs, dkp_cluster):
     mark = dkp_cluster.audit_marker()
     job = run_job(jobs, credential, "module_reinstall.yml", {
         "module_reinstall_module": "hello-world", "module_reinstall_force": "0", "module_reinstall_wait_timeout": "600"})
@@ -200,7 +236,7 @@ def test_module_reinstall_survey_strings(module_cluster, credential, jobs, dkp_c
     assert_no_secret_in_artifacts(job, credential)
 
 
-def test_module_release_approve_survey_strings(module_cluster, credential, jobs, dkp_cluster):
+def test_module_release_approve_survey_strings(hello_world, credential, jobs, dkp_cluster):
     mark = dkp_cluster.audit_marker()
     job = run_job(jobs, credential, "module_release_approve.yml", {
         "module_release_approve_module": "hello-world", "module_release_approve_version": "",
@@ -213,7 +249,7 @@ def test_module_release_approve_survey_strings(module_cluster, credential, jobs,
     assert_no_secret_in_artifacts(job, credential)
 
 
-def test_module_source_switch_check_job(module_cluster, credential, jobs, dkp_cluster, kube):
+def test_module_source_switch_check_job(hello_world, credential, jobs, dkp_cluster, kube):
     """A job template of type "check": reads for real, writes nothing, takes no lock."""
     mark = dkp_cluster.audit_marker()
     job = run_job(jobs, credential, "module_source_switch.yml", {
@@ -262,12 +298,11 @@ def test_registry_switch_false_confirmation_then_true(registry_cluster, credenti
     assert_ok(job)
     rep = report(job, "registry_switch")
     assert rep["outcome"] == "switched" and rep["after"]["state"]["mode"] == "Direct", rep
-    # issue 13: one combined preflight, one write that waits on the controller, one verification; the run lock
-    # adds its acquire and release
+    # issue 13: one preflight that also takes the run lock, one write that waits and settles on the controller
+    # (verify reads with lookups), and the lock's release
     runs = job.module_executions()
     print("module executions of a one-hop switch: %d %s" % (len(runs), runs))
-    assert sorted(runs) == sorted(["run_lock", "registry_switch_preflight", "registry_mode",
-                                   "registry_switch_preflight", "run_lock"]), runs
+    assert sorted(runs) == sorted(["registry_switch_preflight", "registry_mode", "run_lock"]), runs
     assert registry_cluster.complete("Direct")
     assert lock_free(kube)
     assert_no_secret_in_artifacts(job, credential)
@@ -298,6 +333,10 @@ def test_registry_migrate_false_confirmation_refuses_before_writing(fresh_simula
         assert "registry_migrate_confirm_restart" in job.stdout
         assert writes_to_dkp(dkp_cluster, mark) == [], "confirm_restart=%r wrote" % word
         assert report(job, "registry_migrate")["status"] == "failed"
+        # issue 13: preflight reads on the controller (lookups); the lock and the rescue's diagnostics are modules
+        runs = job.module_executions()
+        assert sorted(runs) == sorted(["run_lock", "registry_state_info", "module_info", "deckhouse_queue_info",
+                                       "run_lock"]), runs
         assert lock_free(kube)
         assert_no_secret_in_artifacts(job, credential)
 

@@ -283,3 +283,29 @@ def test_cluster_without_dkp_crds_gives_a_clear_error(kc, bare_cluster):
     assert "does not serve deckhouse.io/v1alpha1 ModuleConfig: is this a Deckhouse cluster?" in msg, msg
     assert "Traceback" not in run.output
     assert "does not serve deckhouse.io/v1alpha1 Module" in run.task("lk")["msg"]
+
+
+def test_info_waits_for_a_config_to_appear_and_to_go(kc, api):
+    """module_config_info wait_for present/absent: another writer creates the object while the task waits."""
+    name = "wait-presence-probe"
+    create = {"apiVersion": "deckhouse.io/v1alpha1", "kind": "ModuleConfig", "metadata": {"name": name},
+              "spec": {"enabled": False}}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        waiting = pool.submit(run_tasks, kc, [{"name": "info", "register": "out", "deckhouse.platform.module_config_info": {
+            "name": name, "wait_for": "present", "wait_timeout": 60}}])
+        time.sleep(3)  # the task is waiting (ansible-playbook start-up included)
+        api.create_cluster_custom_object("deckhouse.io", "v1alpha1", "moduleconfigs", create)
+        run = waiting.result(timeout=120)
+    assert run.rc == 0, run.output
+    assert [c["name"] for c in run.task("info")["configs"]] == [name]
+
+    api.delete_cluster_custom_object("deckhouse.io", "v1alpha1", "moduleconfigs", name)
+    gone = run_tasks(kc, [{"name": "info", "register": "out", "deckhouse.platform.module_config_info": {
+        "name": name, "wait_for": "absent", "wait_timeout": 60}}])
+    assert gone.rc == 0, gone.output
+    assert gone.task("info")["configs"] == []
+
+    missing = run_tasks(kc, [{"name": "info", "register": "out", "deckhouse.platform.module_config_info": {
+        "name": name, "wait_for": "present", "wait_timeout": 2}}])
+    assert missing.rc != 0
+    assert "ModuleConfig %s does not exist" % name in missing.task("info")["msg"]

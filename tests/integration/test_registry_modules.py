@@ -105,6 +105,30 @@ def test_queue_info_failing_and_pending_tasks(kc, cluster, simulator):
     assert failing[0]["description"].startswith("ModuleRun:main:cert-manager:failures ")
 
 
+def test_queue_info_waits_for_the_queue_to_drain_and_fails_at_once_on_a_failing_task(kc, cluster, simulator):
+    simulator.queue_add("ModuleRun:main:prometheus", count=3)  # drains by itself, step by step
+    run = run_tasks(kc, [task("deckhouse_queue_info", wait_for="empty", wait_timeout=60)])
+    assert run.rc == 0, run.output
+    out = run.task("out")
+    assert out["empty"] is True and out["total_tasks"] == 0 and out["waited"] > 0
+
+    simulator.add_failing_task("ModuleRun:main:cert-manager", error="hook failed: exit status 1", failures=2)
+    run = run_tasks(kc, [task("deckhouse_queue_info", wait_for="empty", wait_timeout=120)])
+    assert run.rc != 0
+    out = run.task("out")
+    assert task_status(run, "out") == "failed"
+    assert "1 failing task(s)" in out["msg"] and "hook failed" in out["msg"], out["msg"]
+    assert out["failing_tasks"][0]["error"] == "hook failed: exit status 1"
+
+    simulator.queue_clear()
+    simulator.add_pending_task("ModuleRun:main:prometheus")  # held: never drains
+    run = run_tasks(kc, [task("deckhouse_queue_info", wait_for="empty", wait_timeout=3)])
+    assert run.rc != 0 and task_status(run, "out") == "failed"
+    out = run.task("out")
+    assert out["msg"].startswith("Timed out after 3s waiting for Deckhouse's queue to drain; last seen: 1 task(s)")
+    assert out["total_tasks"] == 1
+
+
 def test_queue_info_survives_leader_restart(kc, cluster, simulator):
     before = run_tasks(kc, [task("deckhouse_queue_info")]).task("out")["leader"]["name"]
     simulator.restart_deckhouse(duration=4)
@@ -230,6 +254,38 @@ def test_preflight_queue_waits_for_drain(kc, registry, simulator):
     assert run.task("out")["checks"]["queue_empty"]["passed"]
 
 
+def test_preflight_takes_the_run_lock_and_gives_it_back_when_it_refuses(kc, kube, registry, simulator):
+    from kubernetes import client
+
+    leases = client.CoordinationV1Api(kube)
+    name = "preflight-lock-test"
+
+    def holder():
+        return leases.read_namespaced_lease(name, "d8-system").spec.holder_identity
+
+    lock = {"name": name, "purpose": "test", "lease_duration": 120}
+    run = run_tasks(kc, [task("registry_switch_preflight", checks=["module_ready"], run_lock=lock)])
+    assert run.rc == 0, run.output
+    out = run.task("out")
+    assert out["changed"] is False and out["lock"]["acquired"] is True and holder() == out["lock"]["holder"]
+
+    # held by that run: another holder is refused at once, naming it, and nothing else is checked
+    other = run_tasks(kc, [task("registry_switch_preflight", checks=["module_ready"],
+                                run_lock=dict(lock, job_id="4711"))])
+    assert other.rc != 0
+    msg = other.task("out")["msg"]
+    assert "Run lock Lease d8-system/%s is held by " % name in msg and "break_lock=true" in msg, msg
+    assert "checks" not in other.task("out")
+
+    # a refused preflight releases the lock it took
+    leases.delete_namespaced_lease(name, "d8-system")
+    simulator.add_failing_task("ModuleRun:main:cert-manager", failures=2)
+    refused = run_tasks(kc, [task("registry_switch_preflight", checks=["queue_empty"], run_lock=lock)])
+    assert refused.rc != 0
+    out = refused.task("out")
+    assert "failing task" in out["msg"] and out["lock"]["released"] is True and not holder()
+
+
 def test_preflight_registry_module_not_ready(kc, cluster):
     cluster.disable_registry()
     run = run_tasks(kc, [task("preflight", checks=["module_ready"])])
@@ -326,6 +382,27 @@ def test_registry_mode_timeout_names_held_condition(kc, registry, simulator):
     assert "TransitionContainerdConfigReady: False \u2014 master-1: containerd config not applied yet" in msg
     assert "not reported yet" in msg and "FinalContainerdConfigReady" in msg
     assert "TransitionContainerdConfigReady: False \u2014 master-1" in run.output.split("FAILED")[0]
+
+
+def test_registry_mode_settle_waits_for_deckhouse_after_the_switch(kc, registry, simulator):
+    registry.set_registry({"mode": "Direct", "direct": {"imagesRepo": REPO}}, "Direct")
+    simulator.add_pending_task("ModuleRun:main:prometheus")  # held: Deckhouse never settles
+    run = run_tasks(kc, [task("registry_mode", mode="Direct", images_repo=REPO, wait=True,
+                              settle=["module_ready", "queue_empty"], settle_timeout=3)])
+    assert run.rc != 0
+    out = run.task("out")
+    assert out["changed"] is False and out["state"]["mode"] == "Direct"
+    assert out["msg"].startswith("The switch to Direct is complete, but Deckhouse has not settled after it: "
+                                 "queue_empty: Deckhouse's queue is not empty"), out["msg"]
+    assert out["settled"]["module_ready"]["passed"] is True and out["settled"]["queue_empty"]["passed"] is False
+
+    simulator.queue_clear()
+    run = run_tasks(kc, [task("registry_mode", mode="Direct", images_repo=REPO, wait=True,
+                              settle=["module_ready", "queue_empty"], settle_timeout=30)])
+    assert run.rc == 0, run.output
+    out = run.task("out")
+    assert [c["passed"] for c in out["settled"].values()] == [True, True] and out["settle_duration"] >= 0
+    assert "registry_mode [localhost]: Deckhouse settled: Module registry is Ready" in run.output
 
 
 def test_registry_mode_rollback_point_needs_no_log(kc, registry):

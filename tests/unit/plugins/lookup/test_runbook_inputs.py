@@ -152,3 +152,140 @@ def test_unwritable_report_paths_are_refused_at_the_start(tmp_path):
     assert not (tmp_path / "new").exists(), "the check creates nothing"
     message = ri.report_path_error("x_report_path", "/proc/deckhouse-platform-nope/r.json")
     assert message and "x_report_path" in message and "/proc/deckhouse-platform-nope" in message
+
+
+# -- cross-field rules (ROLE_RULES), checked in the same pass -------------------------------------------------
+
+
+def check(role, **given):
+    """Messages of the broken rules for these variables, as the lookup computes them (typed values first)."""
+    options = ri.load_options(role)
+    converted, errors = ri.normalise(options, given, TYPES.get(role, {}))
+    assert errors == []
+    seen = dict(given)
+    seen.update(converted)
+    return ri.rule_errors(ri.ROLE_RULES[role], options, seen)
+
+
+@pytest.mark.parametrize("role", sorted(ri.ROLE_RULES))
+def test_rules_name_only_options_of_the_role(role):
+    options = ri.load_options(role)
+    unknown = sorted(ri.rule_names(ri.ROLE_RULES[role]) - set(options))
+    assert not unknown, "%s: ROLE_RULES names options the role does not have: %s" % (role, unknown)
+    for rule in ri.ROLE_RULES[role]:
+        assert rule.get("hint"), (role, rule)
+
+
+@pytest.mark.parametrize("role", sorted(ri.ROLE_RULES))
+def test_blank_survey_answers_break_no_rule(role):
+    """AWX sends every optional field of a survey as "": nothing is set, no rule is broken."""
+    options = ri.load_options(role)
+    blanks = {name: "" for name, spec in options.items() if "default" in (spec or {}) and spec.get("default") != ""
+              and not spec.get("choices")}
+    blanks.update({name: "" for name, spec in options.items() if (spec or {}).get("default") == ""})
+    given = {name: value for name, value in blanks.items() if name in ri.rule_names(ri.ROLE_RULES[role])}
+    if role == "registry_migrate":
+        given["registry_migrate_images_repo"] = "registry.example.com/deckhouse/ee"
+    assert check(role, **given) == []
+
+
+def test_requires():
+    assert check("module_enable", module_enable_source_repo="r.example.com/modules") == [
+        "module_enable_source_repo needs module_enable_source: set it to the name of the ModuleSource to create "
+        "(or leave it empty)"]
+    assert check("module_enable", module_enable_source_repo="r.example.com/modules", module_enable_source="ex") == []
+    errors = check("module_enable", module_enable_settings={"retentionDays": 7})
+    assert len(errors) == 1 and errors[0].startswith("module_enable_settings needs module_enable_settings_version")
+    assert check("module_enable", module_enable_settings='{"retentionDays": 7}', module_enable_settings_version="1") == []
+    # an int counts as set when given, 0 too (DKP judges the value)
+    assert check("module_enable", module_enable_settings={"a": 1}, module_enable_settings_version=0) == []
+
+
+def test_requires_names_every_option_given():
+    errors = check("module_enable", module_enable_update_policy_mode="Manual",
+                   module_enable_update_policy_windows='[{"days": ["Mon"], "from": "8:00", "to": "10:00"}]')
+    assert errors == ["module_enable_update_policy_mode, module_enable_update_policy_windows need "
+                      "module_enable_update_policy: set it to the name of the ModuleUpdatePolicy to create or update "
+                      "(or leave them empty)"]
+
+
+def test_requires_when():
+    errors = check("registry_migrate")
+    assert len(errors) == 1
+    assert errors[0].startswith("registry_migrate_images_repo is required with registry_migrate_direction=to_module")
+    assert "Secret d8-system/deckhouse-registry" in errors[0]
+    assert check("registry_migrate", registry_migrate_direction="from_module") == []
+    assert check("registry_migrate", registry_migrate_images_repo=" ") != []  # blank is not set
+
+
+def test_exclusive_with_groups_and_secrets_only_tested_for_being_set():
+    secret = "s3cr3t-DO-NOT-LEAK"
+    errors = check("module_enable", module_enable_source_password=secret, module_enable_source_docker_config=secret)
+    assert errors == [
+        "module_enable_source_password needs module_enable_source_username: set the registry user of that password "
+        "(or leave it empty)",
+        "set module_enable_source_username/module_enable_source_password or module_enable_source_docker_config, not "
+        "both: a ModuleSource takes one kind of registry credentials"]
+    assert not any(secret in e for e in errors)
+    assert check("registry_migrate", registry_migrate_images_repo="r.example.com/ee", registry_migrate_license=secret,
+                 registry_migrate_username="u", registry_migrate_password=secret)[0].startswith(
+        "set registry_migrate_license or registry_migrate_username/registry_migrate_password, not both")
+    assert check("registry_migrate", registry_migrate_images_repo="r.example.com/ee", registry_migrate_username="u",
+                 registry_migrate_password=secret) == []
+
+
+def test_exclusive_bool_counts_only_when_true():
+    assert check("module_release_approve", module_release_approve_version="v1.2.3",
+                 module_release_approve_all="false") == []
+    errors = check("module_release_approve", module_release_approve_version="v1.2.3", module_release_approve_all="yes")
+    assert errors and errors[0].startswith("set module_release_approve_version or module_release_approve_all, not both")
+
+
+def test_only_when():
+    assert check("module_enable", module_enable_state="disabled") == []
+    errors = check("module_enable", module_enable_state="disabled", module_enable_settings={"a": 1},
+                   module_enable_settings_version="2", module_enable_update_policy="p")
+    assert errors == ["module_enable_state=disabled only disables the module; remove module_enable_settings, "
+                      "module_enable_settings_version (used only with module_enable_state=enabled)"]
+    errors = check("module_dev_override", module_dev_override_state="absent", module_dev_override_renew="true")
+    assert errors == ["module_dev_override_state=absent removes the override; remove module_dev_override_renew "
+                      "(used only with module_dev_override_state=present)"]
+    assert check("module_dev_override", module_dev_override_state="absent", module_dev_override_renew="false") == []
+    assert check("module_dev_override", module_dev_override_image_tag="pr-1") == []
+
+
+def test_module_source_switch_registry_options_need_the_repo():
+    errors = check("module_source_switch", module_source_switch_scheme="HTTP", module_source_switch_ca="PEM")
+    assert len(errors) == 1 and errors[0].startswith(
+        "module_source_switch_scheme, module_source_switch_ca need module_source_switch_repo")
+    assert check("module_source_switch", module_source_switch_scheme="HTTP", module_source_switch_repo="r/m") == []
+
+
+def lookup_run(role, variables):
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+
+    loader = DataLoader()
+    plugin = ri.LookupModule(loader=loader, templar=Templar(loader=loader, variables=variables))
+    # the options come from the plugin loader's config in a play; here their defaults
+    plugin.set_options = lambda **kwargs: None
+    plugin.get_option = {"entry_point": "main", "types": {}, "allow_zero": []}.get
+    return plugin.run([role], variables=variables)
+
+
+def test_the_lookup_refuses_a_bad_combination_with_the_type_errors_in_one_message():
+    from ansible.errors import AnsibleLookupError
+
+    with pytest.raises(AnsibleLookupError) as e:
+        lookup_run("module_enable", {"module_enable_module": "prometheus", "module_enable_settings": {"a": 1},
+                                     "module_enable_wait_timeout": "soon", "module_enable_source_password": "pw"})
+    message = str(e.value)
+    assert message.startswith("Role deckhouse.platform.module_enable refuses its inputs before doing anything")
+    for part in ("module_enable_wait_timeout: 'soon' is not a whole number",
+                 "module_enable_settings needs module_enable_settings_version",
+                 "module_enable_source_password needs module_enable_source_username"):
+        assert part in message, message
+    assert "pw" not in message.replace("password", "")
+    out = lookup_run("module_enable", {"module_enable_module": "prometheus", "module_enable_settings": {"a": 1},
+                                       "module_enable_settings_version": "1", "module_enable_source_password": ""})
+    assert out[0]["settings_version"] == 1 and "source_password" not in out[0]

@@ -220,6 +220,143 @@ def test_resource_module_absent_in_check_mode_is_a_dry_run(args, capsys, monkeyp
     assert rc == 0 and result["changed"] and client.writes == [("delete", "m", True)]
 
 
+class AnnotateOnly(ConfigModule):
+    creates = False
+
+    def prepare(self):
+        if self.params["name"] == "nothing":
+            return {"changed": False, "method": "none", "msg": "nothing to act on"}
+        return None
+
+    def missing(self, name):
+        return "%s %s is gone" % (self.kind, name)
+
+    def before_delete(self, live):
+        return {"metadata": {"annotations": {"confirm": "true"}}}
+
+
+def _annotate_only(monkeypatch, client):
+    def build():
+        module = AnnotateOnly(RSPEC, supports_check_mode=True)
+        monkeypatch.setattr(AnnotateOnly, "client", property(lambda self: client))
+        return module
+    return build
+
+
+def test_resource_module_that_never_creates_fails_on_a_missing_object(args, capsys, monkeypatch):
+    args(name="m", settings={"a": 1})
+    client = FakeClient()
+    rc, result, _raw = run(capsys, _annotate_only(monkeypatch, client), lambda m: m.execute())
+    assert rc == 1 and result["msg"] == "ModuleConfig m is gone" and client.writes == []
+
+
+def test_resource_module_prepare_ends_the_task_without_writing(args, capsys, monkeypatch):
+    args(name="nothing")
+    client = FakeClient({"metadata": {"name": "nothing", "resourceVersion": "3"}, "spec": {}})
+    rc, result, _raw = run(capsys, _annotate_only(monkeypatch, client), lambda m: m.execute())
+    assert rc == 0 and result["changed"] is False and result["msg"] == "nothing to act on" and client.writes == []
+
+
+def test_resource_module_marks_the_object_before_deleting_it(args, capsys, monkeypatch):
+    args(name="m", state="absent", _ansible_check_mode=True, _ansible_diff=True)
+    client = FakeClient({"metadata": {"name": "m", "resourceVersion": "3"}, "spec": {}})
+    rc, result, _raw = run(capsys, _annotate_only(monkeypatch, client), lambda m: m.execute())
+    assert rc == 0 and result["changed"] and result["method"] == "delete" and result["diff"]["after"] == {}
+    assert [(w[0], w[2]) for w in client.writes] == [("patch", True), ("delete", True)]
+    assert client.writes[0][1]["metadata"]["annotations"] == {"confirm": "true"}
+
+
+class ListClient:
+    def __init__(self, objs):
+        self.objs = {o["metadata"]["name"]: o for o in objs}
+        self.selectors = []
+
+    def get(self, kind, name, namespace=None):
+        return self.objs.get(name)
+
+    def list(self, kind, label_selector=None):
+        self.selectors.append(label_selector)
+        return list(self.objs.values()), "1"
+
+
+class ThingInfo(b.InfoModule):
+    kind = "Thing"
+    list_key = "things"
+    item_key = "thing"
+    wait_noun = "thing"
+
+    def name_error(self, name):
+        return None if name.islower() else "%r is not a thing name" % name
+
+    def label_selector(self):
+        return "app=x"
+
+    def wait(self, name):
+        return self.client.get(self.kind, name)
+
+    def secrets(self, obj):
+        return [obj["token"]]
+
+    def summary(self, obj):
+        return {"name": obj["metadata"]["name"], "size": obj["size"]}
+
+    def keep(self, summary):
+        return summary["size"] > 0
+
+
+ISPEC = dict(name=dict(type="str"), wait_for=dict(type="str"), query=dict(type="str"))
+THINGS = [{"metadata": {"name": n}, "size": size, "token": "tok-%s-secret" % n} for n, size in (("b", 2), ("a", 1), ("c", 0))]
+
+
+def _info(monkeypatch, client):
+    def build():
+        module = ThingInfo(ISPEC, supports_check_mode=True)
+        monkeypatch.setattr(ThingInfo, "client", property(lambda self: client))
+        return module
+    return build
+
+
+def test_info_module_lists_sorted_kept_summaries_with_secrets_masked(args, capsys, monkeypatch):
+    args(query="[].name", _ansible_check_mode=True)
+    client = ListClient(THINGS)
+
+    def work(module):
+        out = module.execute()
+        out["echo"] = [t["token"] for t in THINGS]  # would leak without the no_log registration
+        return out
+    rc, result, raw = run(capsys, _info(monkeypatch, client), work)
+    assert rc == 0 and result["things"] == [{"name": "a", "size": 1}, {"name": "b", "size": 2}]
+    assert "thing" not in result and result["query_result"] == ["a", "b"] and client.selectors == ["app=x"]
+    assert "tok-a-secret" not in raw and not result["changed"]
+
+
+@pytest.mark.parametrize("params, expected", [
+    (dict(name="b"), {"name": "b", "size": 2}),
+    (dict(name="z"), None),
+    (dict(name="a", wait_for="there"), {"name": "a", "size": 1}),
+])
+def test_info_module_returns_one_object_by_name(args, capsys, monkeypatch, params, expected):
+    args(**params)
+    rc, result, _raw = run(capsys, _info(monkeypatch, ListClient(THINGS)), lambda m: m.execute())
+    assert rc == 0 and result["thing"] == expected and result["things"] == ([expected] if expected else [])
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(name="B"), "'B' is not a thing name"),
+    (dict(wait_for="there"), "wait_for waits on one thing: set name"),
+    (dict(query="[?"), "`query` is not a valid JMESPath expression"),
+])
+def test_info_module_refuses_bad_input_before_any_request(args, capsys, monkeypatch, params, message):
+    args(**params)
+
+    class Exploding(ListClient):
+        def get(self, *a, **kw):
+            raise AssertionError("read before validation")
+        list = get
+    rc, result, _raw = run(capsys, _info(monkeypatch, Exploding([])), lambda m: m.execute())
+    assert rc == 1 and result["msg"].startswith(message)
+
+
 def test_api_error_details_do_not_clobber_msg(args, capsys):
     args(name="m")
     rc, result, _raw = run(capsys, lambda: b.DkpModule(SPEC),

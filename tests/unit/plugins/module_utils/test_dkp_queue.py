@@ -188,3 +188,39 @@ def test_unreachable_api_is_retried_within_the_timeout():
     c = FakeClient([[pod("deckhouse-0")]], [UnreachableError("connection refused"), (0, json.dumps(IDLE), "")])
     clock = Clock()
     assert q.read_queue(c, timeout=60, clock=clock, sleep=clock.sleep)[0]["empty"]
+
+
+def _queue(total=0, failing=()):
+    return {"empty": total == 0, "total_tasks": total, "main_queue_tasks": total, "startup_tasks": 0,
+            "failing_tasks": list(failing), "active_queues": [
+                {"name": "main", "tasks_count": total, "tasks": [{"description": "ModuleRun:main:prometheus"}]}
+            ] if total else []}
+
+
+def test_wait_queue_empty_polls_until_drained(monkeypatch):
+    from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_queue
+
+    seen = iter([_queue(3), _queue(1), _queue(0)])
+    monkeypatch.setattr(dkp_queue, "read_queue", lambda client, timeout: (next(seen), {"name": "deckhouse-0"}))
+    slept = []
+    queue, leader = dkp_queue.wait_queue_empty(None, 60, sleep=slept.append, clock=lambda: 0.0)
+    assert queue["empty"] and leader["name"] == "deckhouse-0" and slept == [2.0, 2.0]
+
+
+def test_wait_queue_empty_fails_at_once_on_a_failing_task_and_describes_the_last_queue(monkeypatch):
+    from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_queue
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitFailed, WaitTimeout
+
+    failing = {"queue": "main", "index": 0, "description": "ModuleRun:main:x:failures 3:boom", "failures": 3,
+               "error": "boom", "module": "x", "type": "ModuleRun", "event": None, "backoff_seconds": None}
+    monkeypatch.setattr(dkp_queue, "read_queue", lambda client, timeout: (_queue(1, [failing]), {"name": "d"}))
+    with pytest.raises(WaitFailed) as e:
+        dkp_queue.wait_queue_empty(None, 60, sleep=lambda s: None, clock=lambda: 0.0)
+    assert "1 failing task(s)" in e.value.msg
+
+    ticks = iter([0.0, 0.0, 5.0, 11.0])
+    monkeypatch.setattr(dkp_queue, "read_queue", lambda client, timeout: (_queue(2), {"name": "d"}))
+    with pytest.raises(WaitTimeout) as e:
+        dkp_queue.wait_queue_empty(None, 10, sleep=lambda s: None, clock=lambda: next(ticks))
+    assert e.value.msg.startswith("Timed out after 10s waiting for Deckhouse's queue to drain; last seen: 2 task(s)")
+    assert e.value.details["total_tasks"] == 2

@@ -614,3 +614,22 @@ def test_wait_switch_fails_when_the_settings_are_rewritten_before_dkp_shows_our_
     with pytest.raises(WaitFailed) as e:
         r.wait_switch(api, t, clock=clock, sleep=clock.sleep, heartbeat=1.0)
     assert "generation 6 -> 7" in e.value.msg and clock.now < 20
+
+
+def test_state_summary_names_the_custom_containerd_configuration_that_blocks_any_switch():
+    """registry_state_info / the registry_state lookup: `containerd_blocked`, the rule of the switch's wait."""
+    custom = "master-0: custom containerd configuration\nin /etc/containerd/conf.d/registry.toml"
+    blocked = r.parse_state(secret("Unmanaged", "Unmanaged", conditions=[
+        ("ContainerdConfigPreflightReady", "False", "Processing", custom), ("Ready", "False", "Processing", "")]))
+    assert blocked["containerd_blocked"] == "master-0: custom containerd configuration; in /etc/containerd/conf.d/registry.toml"
+    checking = r.parse_state(secret("Unmanaged", "Unmanaged", conditions=[
+        ("ContainerdConfigPreflightReady", "False", "Processing", "Checking containerd registry configuration")]))
+    assert checking["containerd_blocked"] is None
+    ready = r.parse_state(secret("Unmanaged", "Unmanaged", conditions=[
+        ("ContainerdConfigPreflightReady", "True", "Ready", "no custom configuration")]))
+    assert ready["containerd_blocked"] is None
+    reason_only = r.parse_state(secret("Unmanaged", "Unmanaged", conditions=[
+        ("ContainerdConfigPreflightReady", "False", "CustomConfig", "")]))
+    assert reason_only["containerd_blocked"] == "CustomConfig"
+    assert r.parse_state(None)["containerd_blocked"] is None
+    assert SECRET_MARKER not in str(blocked)

@@ -7,7 +7,6 @@ import pytest
 
 from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_releases
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
-from ansible_collections.deckhouse.platform.plugins.modules import module_release as mr
 from ansible_collections.deckhouse.platform.plugins.modules import module_release_info as info
 
 BASE = dict(name=None, module=None, version=None, release=None, action="approve")
@@ -21,7 +20,7 @@ def params(**kw):
                                 dict(module="console", version="1.2.3"), dict(module="console", release="pending"),
                                 dict(module="console", action="reinstall")])
 def test_valid_selections(ok):
-    mr.validate(params(**ok))
+    dkp_releases.validate_release_action(params(**ok))
 
 
 @pytest.mark.parametrize("bad, fragment", [
@@ -35,12 +34,12 @@ def test_valid_selections(ok):
 ])
 def test_bad_selections_fail_before_any_request(bad, fragment):
     with pytest.raises(DkpError, match=fragment):
-        mr.validate(params(**bad))
+        dkp_releases.validate_release_action(params(**bad))
 
 
 def test_reinstall_with_only_a_module_means_the_deployed_release():
-    assert mr.selection(params(module="console", action="reinstall")) == (None, "console", None, "deployed")
-    assert mr.selection(params(module="console", release="pending")) == (None, "console", None, "pending")
+    assert dkp_releases.release_selection(params(module="console", action="reinstall")) == (None, "console", None, "deployed")
+    assert dkp_releases.release_selection(params(module="console", release="pending")) == (None, "console", None, "pending")
 
 
 def test_final_phase_or_deletion_fails_the_wait():
@@ -60,21 +59,28 @@ def test_final_phase_or_deletion_fails_the_wait():
 ])
 def test_info_bad_input_fails_before_any_request(bad, fragment):
     with pytest.raises(DkpError, match=fragment):
-        info.validate(dict(dict(name=None, module=None, version=None, wait_for=None), **bad))
+        dkp_releases.validate_release_query(dict(dict(name=None, module=None, version=None, wait_for=None), **bad))
 
 
-class InfoModule:
-    """Stands in for DkpModule and its client: params plus a ModuleRelease list with label selectors."""
+class FakeClient:
+    """A ModuleRelease list with label selectors."""
 
-    def __init__(self, params, releases):
-        self.params = params
-        self.client = self
+    def __init__(self, releases):
         self._releases = releases
 
     def list(self, kind, label_selector=None, **_kw):
         items = [r for r in self._releases
                  if not label_selector or r["metadata"]["labels"]["module"] == label_selector.split("=")[1]]
         return items, "1"
+
+
+def reader(params, releases):
+    """The module_release_info reader without AnsibleModule: its params and a fake client."""
+    module = info.ModuleReleaseInfo.__new__(info.ModuleReleaseInfo)
+    module.params = dict(dict(name=None, module=None, version=None, phase=None, wait_for=None, query=None), **params)
+    module._client = FakeClient(releases)
+    module.result = {}
+    return module
 
 
 def rel(module, version, phase):
@@ -85,9 +91,9 @@ def rel(module, version, phase):
 def test_info_filters_by_phase_but_reports_module_state_from_all_releases():
     releases = [rel("a", "1.10.0", "Pending"), rel("a", "1.9.0", "Deployed"), rel("b", "0.1.0", "Deployed"),
                 rel("a", "1.2.0", "Superseded")]
-    out = info.run(InfoModule({"module": None, "phase": ["Pending", "Superseded"]}, releases))
+    out = reader({"module": None, "phase": ["Pending", "Superseded"]}, releases).execute()
     assert [r["name"] for r in out["releases"]] == ["a-v1.2.0", "a-v1.10.0"]
     assert out["modules"]["a"]["deployed"]["version"] == "1.9.0"
     assert out["modules"]["b"]["pending"] == []
-    only_b = info.run(InfoModule({"module": "b", "phase": None}, releases))
+    only_b = reader({"module": "b", "phase": None}, releases).execute()
     assert [r["name"] for r in only_b["releases"]] == ["b-v0.1.0"] and list(only_b["modules"]) == ["b"]

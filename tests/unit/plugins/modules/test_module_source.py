@@ -8,6 +8,7 @@ import pytest
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_resource import managed_view, merge_patch_between
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_sources import build_docker_config
+from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_sources
 from ansible_collections.deckhouse.platform.plugins.modules import module_source as ms
 
 BASE = dict(name="example", state="present", repo=None, scheme=None, ca=None, docker_config=None,
@@ -77,8 +78,8 @@ def test_bad_input_is_refused_before_writing(bad, fragment):
 
 
 def test_sync_time_parsing():
-    assert ms.parse_time("2025-11-21T10:00:01Z") < ms.parse_time("2025-11-21T10:00:02.5Z")
-    assert ms.parse_time(None) is None
+    assert dkp_sources.parse_time("2025-11-21T10:00:01Z") < dkp_sources.parse_time("2025-11-21T10:00:02.5Z")
+    assert dkp_sources.parse_time(None) is None
     obj = {"metadata": {"managedFields": [{"manager": "other", "time": "2025-11-21T11:00:00Z"},
                                           {"manager": "deckhouse.platform", "time": "2025-11-21T10:00:00Z"}]}}
-    assert ms.write_time(obj) == "2025-11-21T10:00:00Z"
+    assert dkp_sources.write_time(obj) == "2025-11-21T10:00:00Z"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __metaclass__ = type
 
+from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_gates as gates
 from ansible_collections.deckhouse.platform.plugins.modules import registry_switch_preflight as pf
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import parse_state
 
@@ -17,12 +18,12 @@ def node(name, ready=True, unschedulable=False, message=None):
 
 
 def test_all_masters_ready():
-    out = pf.evaluate_nodes([node("master-1"), node("master-0")], "node-role.kubernetes.io/control-plane")
+    out = gates.evaluate_nodes([node("master-1"), node("master-0")], "node-role.kubernetes.io/control-plane")
     assert out["passed"] and "master-0, master-1" in out["message"]
 
 
 def test_cordoned_and_not_ready_masters_are_named():
-    out = pf.evaluate_nodes([node("master-0"), node("master-1", unschedulable=True),
+    out = gates.evaluate_nodes([node("master-0"), node("master-1", unschedulable=True),
                              node("master-2", ready=False, message="container runtime is down")], "x")
     assert not out["passed"]
     assert "master-1 is cordoned (SchedulingDisabled)" in out["message"]
@@ -31,7 +32,7 @@ def test_cordoned_and_not_ready_masters_are_named():
 
 
 def test_no_masters():
-    assert not pf.evaluate_nodes([], None)["passed"]
+    assert not gates.evaluate_nodes([], None)["passed"]
 
 
 def state(mode=None, target=None, conditions=()):
