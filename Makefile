@@ -73,9 +73,10 @@ units: venv collection
 
 # The role scenarios reset the simulator between their steps, so they get a cluster of their own
 # (each pytest session starts one when none runs at .local/cluster, and stops it).
+# --durations puts the slowest tests in every log, to keep `make test` inside CI's limit.
 integration: venv bins collection
-	$(PY) -m pytest -q tests/integration --ignore=tests/integration/test_roles_molecule.py
-	$(PY) -m pytest -q tests/integration/test_roles_molecule.py
+	$(PY) -m pytest -q --durations=25 tests/integration --ignore=tests/integration/test_roles_molecule.py
+	$(PY) -m pytest -q --durations=10 tests/integration/test_roles_molecule.py
 
 docs: venv collection
 	bash tests/docs.sh $(VENV)

@@ -24,7 +24,7 @@ def test_all_masters_ready():
 
 def test_cordoned_and_not_ready_masters_are_named():
     out = gates.evaluate_nodes([node("master-0"), node("master-1", unschedulable=True),
-                             node("master-2", ready=False, message="container runtime is down")], "x")
+                                node("master-2", ready=False, message="container runtime is down")], "x")
     assert not out["passed"]
     assert "master-1 is cordoned (SchedulingDisabled)" in out["message"]
     assert "master-2 is NotReady: container runtime is down" in out["message"]
