@@ -2,6 +2,8 @@
 from __future__ import absolute_import, division, print_function
 from __future__ import annotations
 
+__metaclass__ = type
+
 import pytest
 
 from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_gates
