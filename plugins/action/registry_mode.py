@@ -19,7 +19,6 @@ from __future__ import annotations
 __metaclass__ = type
 
 import copy
-import time
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -138,14 +137,14 @@ class ActionModule(ActionBase):
         show("switch to %s complete" % mode)
         settle_checks = check_type_list(self._task.args.get("settle") or [])  # the module validated the choices
         if settle_checks:
-            from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_gates import settle, settle_failure
+            from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_gates import settle_after_switch
 
             show("waiting for Deckhouse to settle (%s)" % ", ".join(settle_checks))
-            started = time.monotonic()
-            result["settled"], failed = settle(client, settle_checks, int(self._task.args.get("settle_timeout", 300)))
-            result["settle_duration"] = round(time.monotonic() - started, 1)
-            if failed:
-                result.update(failed=True, msg=clean(settle_failure(mode, result["settled"], failed)))
+            settled, failure = settle_after_switch(client, mode, settle_checks,
+                                                   int(self._task.args.get("settle_timeout", 300)))
+            result.update(settled)
+            if failure:
+                result.update(failed=True, msg=clean(failure))
                 show("FAILED: %s" % result["msg"])
                 return result
             show("Deckhouse settled: %s" % "; ".join(c["message"] for c in result["settled"].values()))

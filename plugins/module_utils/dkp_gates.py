@@ -70,34 +70,28 @@ def check_control_plane(client):
     return evaluate_nodes([], None)
 
 
-def check_queue(client, wait_timeout, leader_wait_timeout, sleep=time.sleep, clock=time.monotonic):
-    """Deckhouse's queue empty, waiting up to `wait_timeout` s for it to drain (0: read once); a failing task
-    fails at once (it does not drain by itself). The read retries for `leader_wait_timeout` s while Deckhouse
-    restarts."""
-    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_queue import (
-        describe_failing,
-        describe_queue,
-        read_queue,
-    )
+def check_queue(client, wait_timeout, leader_wait_timeout):
+    """Deckhouse's queue empty, waiting up to `wait_timeout` s for it to drain (0: read once) with the one queue
+    wait (dkp_queue.wait_queue_empty): a failing task fails at once, the read retries for `leader_wait_timeout` s
+    while Deckhouse restarts."""
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_queue import describe_queue, wait_queue_empty
+    from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_wait import WaitFailed, WaitTimeout
 
     wait = max(0, wait_timeout)
-    deadline = clock() + wait
-    while True:
-        queue, leader = read_queue(client, timeout=leader_wait_timeout)
-        details = {"total_tasks": queue["total_tasks"], "failing_tasks": queue["failing_tasks"],
-                   "active_queues": [{"name": q["name"], "tasks_count": q["tasks_count"]} for q in queue["active_queues"]],
-                   "leader": leader["name"]}
-        if queue["failing_tasks"]:
-            return result(False, "Deckhouse's queue has %d failing task(s): %s. They do not drain by themselves: fix "
-                          "the cause (d8 system queue list; the module's logs) before switching"
-                          % (len(queue["failing_tasks"]), describe_failing(queue)), **details)
-        if queue["empty"]:
-            return result(True, "Deckhouse's queue is empty", **details)
-        if clock() >= deadline:
-            waited = " after waiting %ss" % wait if wait else ""
-            return result(False, "Deckhouse's queue is not empty%s: %s. Wait until it drains (d8 system queue list), "
-                          "or raise queue_wait_timeout" % (waited, describe_queue(queue)), **details)
-        sleep(min(3.0, max(0.0, deadline - clock())))
+    try:
+        queue, leader = wait_queue_empty(client, wait, leader_timeout=leader_wait_timeout)
+        passed, message = True, "Deckhouse's queue is empty"
+    except WaitFailed as e:
+        queue, leader = e.details, e.details["leader"]
+        passed, message = False, e.msg + " before switching"
+    except WaitTimeout as e:
+        queue, leader = e.details, e.details["leader"]
+        waited = " after waiting %ss" % wait if wait else ""
+        passed, message = False, ("Deckhouse's queue is not empty%s: %s. Wait until it drains (d8 system queue "
+                                  "list), or raise queue_wait_timeout" % (waited, describe_queue(queue)))
+    return result(passed, message, total_tasks=queue["total_tasks"], failing_tasks=queue["failing_tasks"],
+                  active_queues=[{"name": q["name"], "tasks_count": q["tasks_count"]} for q in queue["active_queues"]],
+                  leader=leader["name"])
 
 
 def check_module(client, name, wait_timeout):
@@ -149,3 +143,12 @@ def settle(client, checks, timeout, module_name="registry", clock=time.monotonic
 def settle_failure(mode, checks, failed):
     return ("The switch to %s is complete, but Deckhouse has not settled after it: %s"
             % (mode, " || ".join("%s: %s" % (n, checks[n]["message"]) for n in failed)))
+
+
+def settle_after_switch(client, mode, checks, timeout):
+    """registry_mode's option `settle` (the module and its action plugin): the result keys `settled` and
+    `settle_duration`, and the failure message (None when Deckhouse settled)."""
+    started = time.monotonic()
+    settled, failed = settle(client, checks, timeout)
+    out = {"settled": settled, "settle_duration": round(time.monotonic() - started, 1)}
+    return out, (settle_failure(mode, settled, failed) if failed else None)

@@ -255,6 +255,15 @@ def acquire(client, name, holder, ttl, wait_timeout, namespace=DEFAULT_NAMESPACE
         sleep(max(0.05, pause))
 
 
+def takeover_warning(result):
+    """The warning for a lock taken over with break_lock (None when nothing was broken)."""
+    broken = result.get("broken_from")
+    if not broken:
+        return None
+    return "Run lock Lease %s/%s taken over (break_lock) from %s, which held it since %s" % (
+        result["namespace"], result["name"], broken["holder"], broken["since"])
+
+
 def renew(client, name, holder, ttl, namespace=DEFAULT_NAMESPACE, now=now_utc):
     """Push renewTime forward; LockLost when the lock is no longer ours."""
     check_name(name, namespace)

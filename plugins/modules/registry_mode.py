@@ -280,8 +280,6 @@ diff:
   type: dict
 """
 
-import time
-
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_client import ApiError, DkpError
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_registry import (
@@ -442,13 +440,12 @@ def run(module):
             extra = {k: v for k, v in error.details.items() if k not in result}
             raise type(error)(error.msg, **dict(result, **extra))
         if params["settle"]:
-            from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_gates import settle, settle_failure
+            from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_gates import settle_after_switch
 
-            started = time.monotonic()
-            result["settled"], failed = settle(client, params["settle"], params["settle_timeout"])
-            result["settle_duration"] = round(time.monotonic() - started, 1)
-            if failed:
-                raise DkpError(settle_failure(mode, result["settled"], failed), **result)
+            settled, failure = settle_after_switch(client, mode, params["settle"], params["settle_timeout"])
+            result.update(settled)
+            if failure:
+                raise DkpError(failure, **result)
     return result
 
 

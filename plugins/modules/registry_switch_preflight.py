@@ -449,10 +449,9 @@ def take_lock(module, spec):
     lock = dkp_lock.acquire(module.client, spec["name"], holder, spec["lease_duration"], spec["max_wait"],
                             namespace=spec["namespace"], purpose=spec.get("purpose"), check_mode=module.check_mode,
                             break_lock=spec["break_lock"])
-    broken = lock.get("broken_from")
-    if broken:
-        module.warn("Run lock Lease %s/%s taken over (break_lock) from %s, which held it since %s" % (
-            spec["namespace"], spec["name"], broken["holder"], broken["since"]))
+    warning = dkp_lock.takeover_warning(lock)
+    if warning:
+        module.warn(warning)
     # the Lease is the run's own bookkeeping, not a change of the cluster
     lock["changed"] = False
     return lock

@@ -183,6 +183,7 @@ from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_lock import
     default_holder,
     release,
     renew,
+    takeover_warning,
 )
 from ansible_collections.deckhouse.platform.plugins.module_utils.dkp_base import DkpModule
 
@@ -206,10 +207,9 @@ def run(module):
         return renew(client, p["name"], holder, p["lease_duration"], namespace=p["namespace"])
     result = acquire(client, p["name"], holder, p["lease_duration"], p["max_wait"], namespace=p["namespace"],
                      purpose=p.get("purpose"), check_mode=module.check_mode, break_lock=p["break_lock"])
-    broken = result.get("broken_from")
-    if broken:
-        module.warn("Run lock Lease %s/%s taken over (break_lock) from %s, which held it since %s" % (
-            p["namespace"], p["name"], broken["holder"], broken["since"]))
+    warning = takeover_warning(result)
+    if warning:
+        module.warn(warning)
     if module.check_mode and result["would"] in ("wait", "fail"):
         module.warn("Run lock Lease %s/%s is held by %s since %s: a real run would %s" % (
             p["namespace"], p["name"], result["lease"]["holder"], result["lease"]["since"],

@@ -60,3 +60,34 @@ def test_settle_lets_an_unreachable_cluster_through(monkeypatch):
     monkeypatch.setattr(dkp_gates, "check_module", module)
     with pytest.raises(UnreachableError):
         dkp_gates.settle(None, ["module_ready"], 10)
+
+
+def _queue(total, failing=()):
+    return {"empty": total == 0, "total_tasks": total, "main_queue_tasks": total, "startup_tasks": 0,
+            "failing_tasks": list(failing), "active_queues": [
+                {"name": "main", "tasks_count": total, "tasks": [{"description": "ModuleRun:main:prometheus"}]}
+            ] if total else []}
+
+
+def test_check_queue_verdicts_come_from_the_one_queue_wait(monkeypatch):
+    from ansible_collections.deckhouse.platform.plugins.module_utils import dkp_queue
+
+    leader = {"name": "deckhouse-0"}
+    monkeypatch.setattr(dkp_queue, "read_queue", lambda client, timeout: (_queue(0), leader))
+    assert dkp_gates.check_queue(None, 0, 60) == dkp_gates.result(
+        True, "Deckhouse's queue is empty", total_tasks=0, failing_tasks=[], active_queues=[], leader="deckhouse-0")
+
+    monkeypatch.setattr(dkp_queue, "read_queue", lambda client, timeout: (_queue(1), leader))
+    busy = dkp_gates.check_queue(None, 0, 60)  # 0: read once
+    assert not busy["passed"] and busy["details"]["active_queues"] == [{"name": "main", "tasks_count": 1}]
+    assert busy["message"] == ("Deckhouse's queue is not empty: 1 task(s) in total (main: 1); queue 'main': 1 task(s), "
+                               "first: ModuleRun:main:prometheus. Wait until it drains (d8 system queue list), or "
+                               "raise queue_wait_timeout")
+
+    failing = {"queue": "main", "index": 0, "description": "ModuleRun:main:x:failures 3:boom", "failures": 3,
+               "error": "boom", "module": "x", "type": "ModuleRun", "event": None, "backoff_seconds": None}
+    monkeypatch.setattr(dkp_queue, "read_queue", lambda client, timeout: (_queue(1, [failing]), leader))
+    out = dkp_gates.check_queue(None, 300, 60)
+    assert not out["passed"] and out["details"]["failing_tasks"] == [failing] and out["details"]["leader"] == "deckhouse-0"
+    assert out["message"].startswith("Deckhouse's queue has 1 failing task(s): ")
+    assert out["message"].endswith("fix the cause (d8 system queue list; the module's logs) before switching")
